@@ -1,0 +1,7 @@
+"""``python -m pymultus``: the ``pymultus`` command."""
+
+import sys
+
+from pymultus.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Entry points: the pymultus command and the multus / multus-shim executables."""

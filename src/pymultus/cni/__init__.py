@@ -1,0 +1,1 @@
+"""The CNI protocol library: requests, network configurations, results, invocation, cache, skel."""

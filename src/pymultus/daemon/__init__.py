@@ -1,0 +1,1 @@
+"""Thick mode: the node daemon."""

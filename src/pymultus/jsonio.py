@@ -1,0 +1,129 @@
+"""JSON for the CNI hot path, on the C accelerator ``_json`` alone.
+
+``import json`` pulls in ``re`` and costs ~6 ms of start-up per process; the `multus` and
+`multus-shim` executables start twice per pod (ADD and DEL), so they decode and encode with the
+C scanner and encoder directly. Output is compact (no spaces) and, like ``json.dumps``, ASCII-only.
+"""
+
+from __future__ import annotations
+
+import _json
+
+from pymultus.errors import DecodingError
+
+_WHITESPACE = " \t\n\r"
+
+
+class _DecoderContext:
+    """The attributes ``_json.make_scanner`` reads from a ``json.JSONDecoder``."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    memo: dict[str, str]
+
+    def __init__(self) -> None:
+        self.memo = {}
+
+    @staticmethod
+    def parse_constant(name: str) -> float:
+        raise ValueError(f"{name} is not valid JSON")
+
+
+_scan_once = _json.make_scanner(_DecoderContext())
+
+
+def _reject(obj: object) -> object:
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+
+
+_encode = _json.make_encoder(
+    None,  # markers: no cycle detection needed for our own plain data
+    _reject,
+    _json.encode_basestring_ascii,
+    None,  # indent: the C encoder only does compact output
+    ":",
+    ",",
+    False,  # sort_keys
+    False,  # skipkeys
+    False,  # allow_nan
+)
+
+
+class JSONDecodeError(DecodingError, ValueError):
+    """Invalid JSON; a CNI decoding failure (code 6)."""
+
+
+def loads(data: str | bytes | bytearray, *, what: str = "JSON document") -> object:
+    """Decode one JSON document; ``what`` names it in the error message."""
+    if isinstance(data, bytes | bytearray):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise JSONDecodeError(f"{what} is not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
+    else:
+        text = data
+    start = _skip_whitespace(text, 0)
+    if start == len(text):
+        raise JSONDecodeError(f"{what} is empty")
+    try:
+        value, end = _scan_once(text, start)
+    except (StopIteration, ValueError, SystemError):
+        # Error path only: the full decoder gives the precise message and position.
+        raise JSONDecodeError(f"{what} is not valid JSON: {_explain(text)}") from None
+    end = _skip_whitespace(text, end)
+    if end != len(text):
+        raise JSONDecodeError(f"{what} is not valid JSON: extra data at offset {end}")
+    return value
+
+
+def loads_object(data: str | bytes | bytearray, *, what: str = "JSON document") -> dict[str, object]:
+    """Decode a JSON document that must be an object."""
+    value = loads(data, what=what)
+    if not isinstance(value, dict):
+        raise JSONDecodeError(f"{what} must be a JSON object, not {_json_type(value)}")
+    return value
+
+
+def dumps(obj: object) -> str:
+    """Encode compactly, ASCII-only, like ``json.dumps(obj, separators=(",", ":"))``."""
+    if isinstance(obj, str):
+        return str(_json.encode_basestring_ascii(obj))
+    return "".join(_encode(obj, 0))
+
+
+def dumpb(obj: object) -> bytes:
+    return dumps(obj).encode("ascii")
+
+
+def _skip_whitespace(text: str, pos: int) -> int:
+    end = len(text)
+    while pos < end and text[pos] in _WHITESPACE:
+        pos += 1
+    return pos
+
+
+def _explain(text: str) -> str:
+    import json
+
+    try:
+        json.loads(text, parse_constant=_DecoderContext.parse_constant)
+    except ValueError as exc:
+        return str(exc)
+    return "unexpected data"
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

@@ -1,0 +1,1 @@
+"""Kubernetes access: API client, annotations, embedded manifests."""

@@ -1,0 +1,1 @@
+"""Network-namespace operations (interface checks, default-route edits)."""

@@ -1,0 +1,1 @@
+"""On-disk caches owned by pymultus (the per-container delegate list)."""

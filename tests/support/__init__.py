@@ -1,0 +1,1 @@
+"""Shared test support: network namespaces, plugin paths, process helpers."""

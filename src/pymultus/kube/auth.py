@@ -1,0 +1,357 @@
+"""Credentials for the Kubernetes API: a kubeconfig (JSON or YAML) or the in-cluster service account.
+
+What is supported, as kubectl/client-go read it: ``current-context`` (or an explicit context),
+``clusters[].cluster`` {``server``, ``certificate-authority``, ``certificate-authority-data``,
+``insecure-skip-tls-verify``, ``tls-server-name``}, ``users[].user`` {``token``, ``tokenFile``,
+``client-certificate(-data)``, ``client-key(-data)``, ``username``/``password``}. Relative paths are
+relative to the kubeconfig's directory. ``exec``, ``auth-provider`` and ``proxy-url`` are refused
+with a clear error rather than silently ignored.
+
+A token file is **re-read on every request**: kubelet rotates projected service-account tokens
+(and the Multus installer rewrites its kubeconfig token), so a token cached at start-up would
+expire under a long-running daemon (multus#852).
+
+Hot path: standard library only; ``ssl`` is imported when the first connection is made, PyYAML
+only for a kubeconfig that is not JSON. The entry point passes the environment in.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+
+from pymultus import jsonio
+from pymultus.errors import InvalidConfig, InvalidEnvironment, IOFailure
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Mapping
+
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+_UNSUPPORTED_USER_KEYS = ("exec", "auth-provider")
+
+
+class Credentials:
+    """Where the API server is and how to authenticate to it."""
+
+    __slots__ = (
+        "_ssl_context",
+        "base_path",
+        "ca_data",
+        "ca_file",
+        "client_cert_data",
+        "client_cert_file",
+        "client_key_data",
+        "client_key_file",
+        "host",
+        "insecure",
+        "namespace",
+        "password",
+        "port",
+        "scheme",
+        "server",
+        "source",
+        "tls_server_name",
+        "token",
+        "token_file",
+        "username",
+    )
+
+    def __init__(
+        self,
+        server: str,
+        *,
+        ca_file: str | None = None,
+        ca_data: bytes | None = None,
+        insecure: bool = False,
+        tls_server_name: str | None = None,
+        client_cert_file: str | None = None,
+        client_key_file: str | None = None,
+        client_cert_data: bytes | None = None,
+        client_key_data: bytes | None = None,
+        token: str | None = None,
+        token_file: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        namespace: str | None = None,
+        source: str = "",
+    ) -> None:
+        self.server = server
+        self.scheme, self.host, self.port, self.base_path = parse_server_url(server, source=source)
+        self.ca_file = ca_file
+        self.ca_data = ca_data
+        self.insecure = insecure
+        self.tls_server_name = tls_server_name
+        self.client_cert_file = client_cert_file
+        self.client_key_file = client_key_file
+        self.client_cert_data = client_cert_data
+        self.client_key_data = client_key_data
+        self.token = token
+        self.token_file = token_file
+        self.username = username
+        self.password = password
+        self.namespace = namespace
+        self.source = source or server
+        self._ssl_context: ssl.SSLContext | None = None
+
+    def authorization(self) -> str | None:
+        """The ``Authorization`` header value for the next request (token file re-read each time)."""
+        if self.token_file:
+            try:
+                with open(self.token_file, "rb") as f:
+                    token = f.read().strip().decode("utf-8", "replace")
+            except OSError as exc:
+                if self.token:  # client-go falls back to the static token as well
+                    return f"Bearer {self.token}"
+                raise IOFailure(
+                    f"cannot read the Kubernetes token file {self.token_file}: {exc.strerror or exc}"
+                ) from exc
+            if token:
+                return f"Bearer {token}"
+        if self.token:
+            return f"Bearer {self.token}"
+        if self.username is not None and self.password is not None:
+            raw = f"{self.username}:{self.password}".encode()
+            return "Basic " + binascii.b2a_base64(raw, newline=False).decode("ascii")
+        return None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS settings (built once, on first use); None for an ``http://`` server."""
+        if self.scheme != "https":
+            return None
+        if self._ssl_context is None:
+            self._ssl_context = self._build_ssl_context()
+        return self._ssl_context
+
+    def _build_ssl_context(self) -> ssl.SSLContext:
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            if self.insecure:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            elif self.ca_data is not None:
+                ctx.load_verify_locations(cadata=self.ca_data.decode("ascii", "replace"))
+            elif self.ca_file:
+                ctx.load_verify_locations(cafile=self.ca_file)
+            else:
+                ctx.load_default_certs()
+            if self.client_cert_data is not None or self.client_key_data is not None:
+                _load_cert_chain_from_memory(ctx, self.client_cert_data, self.client_key_data)
+            elif self.client_cert_file:
+                ctx.load_cert_chain(self.client_cert_file, self.client_key_file or None)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise InvalidConfig(
+                f"TLS settings for the Kubernetes API from {self.source} are unusable: {exc}"
+            ) from exc
+        return ctx
+
+
+def parse_server_url(url: str, *, source: str = "") -> tuple[str, str, int, str]:
+    """``https://host[:port][/prefix]`` -> (scheme, host, port, prefix); IPv6 hosts in brackets."""
+    where = f" in {source}" if source else ""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in ("https", "http"):
+        raise InvalidConfig(f"Kubernetes API server URL {url!r}{where} must start with https:// or http://")
+    authority, slash, path = rest.partition("/")
+    base_path = ("/" + path).rstrip("/") if slash else ""
+    if "@" in authority or "?" in authority or "#" in authority:
+        raise InvalidConfig(f"Kubernetes API server URL {url!r}{where} has an unsupported authority")
+    port_text = ""
+    if authority.startswith("["):
+        host, bracket, after = authority[1:].partition("]")
+        if not bracket or (after and not after.startswith(":")):
+            raise InvalidConfig(f"Kubernetes API server URL {url!r}{where} has a malformed IPv6 host")
+        port_text = after[1:]
+    else:
+        host, _, port_text = authority.partition(":")
+    if not host:
+        raise InvalidConfig(f"Kubernetes API server URL {url!r}{where} has no host")
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise InvalidConfig(f"Kubernetes API server URL {url!r}{where} has an invalid port")
+        port = int(port_text)
+    else:
+        port = 443 if scheme == "https" else 80
+    return scheme, host, port, base_path
+
+
+def load_kubeconfig(path: str, *, context: str | None = None) -> Credentials:
+    """Credentials from a kubeconfig file (JSON, or YAML when PyYAML is installed)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise InvalidConfig(f"cannot read kubeconfig {path}: {exc.strerror or exc}") from exc
+    return parse_kubeconfig(data, path=path, context=context)
+
+
+def parse_kubeconfig(data: bytes, *, path: str, context: str | None = None) -> Credentials:
+    """Credentials from kubeconfig bytes; ``path`` anchors relative file names and error messages."""
+    doc = _decode_kubeconfig(data, path)
+    base_dir = os.path.dirname(os.path.abspath(path))
+    ctx_name = context or doc.get("current-context")
+    if not isinstance(ctx_name, str) or not ctx_name:
+        raise InvalidConfig(f"kubeconfig {path} has no current-context")
+    ctx = _named(doc, "contexts", "context", ctx_name, path)
+    cluster_name = ctx.get("cluster")
+    if not isinstance(cluster_name, str) or not cluster_name:
+        raise InvalidConfig(f"context {ctx_name!r} in kubeconfig {path} names no cluster")
+    cluster = _named(doc, "clusters", "cluster", cluster_name, path)
+    user_name = ctx.get("user")
+    user: dict[str, object] = {}
+    if isinstance(user_name, str) and user_name:
+        user = _named(doc, "users", "user", user_name, path)
+
+    where = f"kubeconfig {path}"
+    server = _str(cluster, "server", where)
+    if not server:
+        raise InvalidConfig(f"cluster {cluster_name!r} in {where} has no server")
+    if cluster.get("proxy-url"):
+        raise InvalidConfig(f"cluster {cluster_name!r} in {where}: proxy-url is not supported")
+    for key in _UNSUPPORTED_USER_KEYS:
+        if user.get(key):
+            raise InvalidConfig(f"user {user_name!r} in {where}: {key} credentials are not supported")
+    namespace = ctx.get("namespace")
+    return Credentials(
+        server,
+        ca_file=_path(cluster, "certificate-authority", base_dir, where),
+        ca_data=_b64(cluster, "certificate-authority-data", where),
+        insecure=cluster.get("insecure-skip-tls-verify") is True,
+        tls_server_name=_str(cluster, "tls-server-name", where),
+        client_cert_file=_path(user, "client-certificate", base_dir, where),
+        client_key_file=_path(user, "client-key", base_dir, where),
+        client_cert_data=_b64(user, "client-certificate-data", where),
+        client_key_data=_b64(user, "client-key-data", where),
+        token=_str(user, "token", where),
+        token_file=_path(user, "tokenFile", base_dir, where),
+        username=_str(user, "username", where),
+        password=_str(user, "password", where),
+        namespace=namespace if isinstance(namespace, str) and namespace else None,
+        source=where,
+    )
+
+
+def load_in_cluster(env: Mapping[str, str], *, sa_dir: str = SERVICE_ACCOUNT_DIR) -> Credentials:
+    """The pod's service account, as client-go's ``InClusterConfig`` finds it.
+
+    ``env`` is the process environment, passed in by the entry point.
+    """
+    host = env.get("KUBERNETES_SERVICE_HOST", "")
+    port = env.get("KUBERNETES_SERVICE_PORT", "")
+    if not host or not port:
+        raise InvalidEnvironment(
+            "not running in a Kubernetes pod: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be set"
+        )
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # IPv6 service address
+    token_file = os.path.join(sa_dir, "token")
+    if not os.path.exists(token_file):
+        raise InvalidEnvironment(f"the service account token {token_file} does not exist")
+    ca_file = os.path.join(sa_dir, "ca.crt")
+    namespace = None
+    try:
+        with open(os.path.join(sa_dir, "namespace"), "rb") as f:
+            namespace = f.read().strip().decode("utf-8", "replace") or None
+    except OSError:
+        pass  # optional, as in client-go
+    return Credentials(
+        f"https://{host}:{port}",
+        ca_file=ca_file if os.path.exists(ca_file) else None,
+        token_file=token_file,
+        namespace=namespace,
+        source=f"the in-cluster service account ({sa_dir})",
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _decode_kubeconfig(data: bytes, path: str) -> dict[str, object]:
+    text = data.lstrip()
+    if text.startswith(b"{"):
+        return jsonio.loads_object(data, what=f"kubeconfig {path}")
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - PyYAML is a dependency; the self-contained form may omit it
+        raise InvalidConfig(
+            f"kubeconfig {path} is YAML but PyYAML is not installed; use a JSON kubeconfig"
+        ) from None
+    try:
+        doc = yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        raise InvalidConfig(f"kubeconfig {path} is not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidConfig(f"kubeconfig {path} must be a mapping")
+    return doc
+
+
+def _named(doc: dict[str, object], section: str, key: str, name: str, path: str) -> dict[str, object]:
+    entries = doc.get(section)
+    if isinstance(entries, list):
+        for entry in entries:
+            if isinstance(entry, dict) and entry.get("name") == name:
+                value = entry.get(key)
+                if value is None:
+                    return {}
+                if not isinstance(value, dict):
+                    raise InvalidConfig(f"{section} entry {name!r} in kubeconfig {path} is malformed")
+                return value
+    raise InvalidConfig(f"kubeconfig {path} has no {key} named {name!r}")
+
+
+def _str(obj: dict[str, object], key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidConfig(f"{key} in {where} must be a string")
+    return value
+
+
+def _path(obj: dict[str, object], key: str, base_dir: str, where: str) -> str | None:
+    value = _str(obj, key, where)
+    if value is None:
+        return None
+    return os.path.join(base_dir, value)  # an absolute value stays as it is
+
+
+def _b64(obj: dict[str, object], key: str, where: str) -> bytes | None:
+    value = _str(obj, key, where)
+    if value is None:
+        return None
+    try:
+        return binascii.a2b_base64(value.encode("ascii"))
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise InvalidConfig(f"{key} in {where} is not valid base64") from exc
+
+
+def _load_cert_chain_from_memory(ctx: ssl.SSLContext, cert: bytes | None, key: bytes | None) -> None:
+    """``ssl`` loads client certificates from files only: write them to a private directory
+    (0700, files 0600, in /dev/shm when available so the key never touches a disk) and remove it
+    as soon as OpenSSL has read them."""
+    if cert is None or key is None:
+        raise ValueError("client-certificate-data and client-key-data must be given together")
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"
+    tmpdir = os.path.join(base, f"pymultus-tls-{os.getpid()}-{binascii.hexlify(os.urandom(6)).decode()}")
+    os.mkdir(tmpdir, 0o700)
+    cert_path = os.path.join(tmpdir, "client.crt")
+    key_path = os.path.join(tmpdir, "client.key")
+    try:
+        for file_path, content in ((cert_path, cert), (key_path, key)):
+            fd = os.open(file_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+        ctx.load_cert_chain(cert_path, key_path)
+    finally:
+        for file_path in (cert_path, key_path):
+            try:  # noqa: SIM105 - contextlib would cost start-up time on the hot path
+                os.unlink(file_path)
+            except FileNotFoundError:
+                pass
+        os.rmdir(tmpdir)

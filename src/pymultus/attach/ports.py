@@ -28,9 +28,7 @@ if TYPE_CHECKING:
             """The NetworkAttachmentDefinition, or None when it does not exist."""
             ...
 
-        def write_network_status(
-            self, pod: KubeObject, status: Sequence[Mapping[str, object]]
-        ) -> None:
+        def write_network_status(self, pod: KubeObject, status: Sequence[Mapping[str, object]]) -> None:
             """Publish ``k8s.v1.cni.cncf.io/network-status`` on the pod (conflict-safe)."""
             ...
 

@@ -1,0 +1,149 @@
+"""ADD: attach every network of a pod, or none (reference §4; DESIGN "Semantics we choose").
+
+The delegate list is saved crash-safely before the first delegate runs. Delegates run in order;
+the first failure stops the ADD and rolls back what was added, in reverse order, the failing one
+included (its partial state). After a rollback the saved list holds only the delegates whose
+rollback failed, so the runtime's follow-up DEL never calls a delegate whose ADD did not succeed.
+"""
+
+from __future__ import annotations
+
+from pymultus.attach import routes
+from pymultus.attach.context import Call, EventKind
+from pymultus.attach.model import Attachment
+from pymultus.attach.resolve import resolve
+from pymultus.attach.runtime import check_capabilities, runtime_conf
+from pymultus.cni.result import Result
+from pymultus.errors import InterfaceExists, MultusError, NetworkForbidden
+from pymultus.kube import netstatus
+from pymultus.store import delegates as store
+
+
+def add(call: Call) -> dict[str, object]:
+    """Run ADD for the pod of ``call``; returns the master's result in the conf's cniVersion."""
+    call.wait_for_default_network()
+    pod = call.load_pod()
+    if (
+        pod is None
+        and call.pod_ref.known
+        and call.deps.pods is not None
+        and call.deps.placeholder_for_missing_pod
+    ):
+        # Go Multus (PR #1408): a pod deleted before its ADD gets an empty success result so the
+        # runtime can move on to DEL, instead of retrying a sandbox that will never be used.
+        call.log("warning", f"pod {call.pod_ref} not found; returning an empty result without delegates")
+        return _placeholder_result(call).to_version(call.conf.cni_version)
+
+    try:
+        resolution = resolve(
+            call.conf,
+            pod=pod,
+            pod_ref=call.pod_ref,
+            runtime_ifname=call.request.ifname,
+            source=call.deps.pods,
+            on_missing_network=lambda reason, message: call.event(EventKind.WARNING, reason, message),
+        )
+    except NetworkForbidden as exc:
+        call.event(EventKind.WARNING, "NetworkForbidden", exc.msg)
+        raise
+    attachments = resolution.attachments
+    for attachment in attachments:
+        warning = check_capabilities(call.conf, attachment)
+        if warning:
+            call.log("warning", warning)
+            call.event(EventKind.WARNING, "CapabilityNotDeclared", warning)
+
+    _save(call, attachments)
+    cni = call.cni()
+    results: list[Result] = []
+    for index, attachment in enumerate(attachments):
+        rt = runtime_conf(call.request, call.conf, call.pod_ref, attachment)
+        try:
+            if call.deps.netns.interface_exists(call.request.netns, attachment.ifname):
+                raise InterfaceExists(
+                    f'interface "{attachment.ifname}" already exists in the pod network namespace',
+                    details=f"network {attachment.name}; netns {call.request.netns}",
+                )
+            result = cni.add_network_list(attachment.network, rt)
+            routes.apply_default_routes(call.deps.netns, call.request.netns, cni, attachment, rt, result)
+        except MultusError as exc:
+            _roll_back(call, attachments[: index + 1])
+            message = (
+                f'pod {call.pod_ref} cannot be attached to network "{attachment.name}" '
+                f"({attachment.ifname}): {exc.msg}"
+            )
+            call.event(EventKind.WARNING, "AddInterfaceFailed", message)
+            exc.msg = message  # same class and code, with the pod and network named
+            exc.args = (message,)
+            raise
+        results.append(result)
+        _announce(call, attachment, result)
+
+    if pod is not None and call.deps.pods is not None:
+        entries: list[dict[str, object]] = []
+        for attachment, result in zip(attachments, results, strict=True):
+            entries.extend(
+                netstatus.status_entries(
+                    network_name=attachment.name,
+                    ifname=attachment.ifname,
+                    result=result.to_version("1.1.0"),
+                    is_default=attachment.is_master,
+                    device_info=None,
+                )
+            )
+        call.deps.pods.write_network_status(pod, entries)
+    master = next((r for a, r in zip(attachments, results, strict=True) if a.is_master), results[0])
+    return master.to_version(call.conf.cni_version)
+
+
+def _save(call: Call, attachments: list[Attachment]) -> None:
+    store.save(
+        call.conf.cni_dir,
+        call.request.container_id,
+        {
+            "pod": {"namespace": call.pod_ref.namespace, "name": call.pod_ref.name, "uid": call.pod_ref.uid},
+            "netns": call.request.netns,
+            "ifname": call.request.ifname,
+            "delegates": [attachment.to_record() for attachment in attachments],
+        },
+    )
+
+
+def _roll_back(call: Call, attempted: list[Attachment]) -> None:
+    """DEL ``attempted`` in reverse; keep in the cache only what could not be removed."""
+    cni = call.cni()
+    failing = attempted[-1]
+    left: list[Attachment] = []
+    for attachment in reversed(attempted):
+        rt = runtime_conf(call.request, call.conf, call.pod_ref, attachment)
+        try:
+            cni.del_network_list(attachment.network, rt)
+        except MultusError as exc:
+            if attachment is failing:
+                # Its ADD did not succeed: a later DEL must not call it (DESIGN item 2).
+                call.log("warning", f"rollback DEL of {attachment.name} whose ADD failed: {exc.msg}")
+                continue
+            call.log("error", f"rollback DEL of {attachment.name} ({attachment.ifname}) failed: {exc.msg}")
+            left.append(attachment)
+    left.reverse()
+    _save(call, left)  # an empty list tells DEL "nothing to do", unlike a missing file
+
+
+def _announce(call: Call, attachment: Attachment, result: Result) -> None:
+    if not result.interfaces and not result.ips:
+        return
+    addresses = ",".join(ip.address for ip in result.ips)
+    call.event(
+        EventKind.NORMAL, "AddedInterface", f"Add {attachment.ifname} [{addresses}] from {attachment.name}"
+    )
+
+
+def _placeholder_result(call: Call) -> Result:
+    return Result.parse(
+        {
+            "cniVersion": "1.1.0",
+            "interfaces": [{"name": call.request.ifname, "sandbox": call.request.netns}],
+            "ips": [{"address": "0.0.0.0/0", "gateway": "0.0.0.0"}],  # noqa: S104 (Multus's placeholder)
+        },
+        "1.1.0",
+    )

@@ -1,0 +1,109 @@
+"""The per-request context shared by the use cases: request, conf, dependencies, log, events."""
+
+from __future__ import annotations
+
+from pymultus.attach.model import PodRef
+from pymultus.attach.readiness import wait_for_default_network
+from pymultus.cni.chain import CNIConfig
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from pymultus.attach.ports import KubeObject, NetnsOps, PodSource
+    from pymultus.cni.invoke import PluginExecutor
+    from pymultus.cni.request import CniRequest
+    from pymultus.config.multus import MultusConf
+
+    LogFn = Callable[[str, str], None]
+
+
+class EventKind:
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+def _no_log(level: str, message: str) -> None:
+    return None
+
+
+class Deps:
+    """What an entry point hands to the use cases; thin and thick mode differ only here.
+
+    ``placeholder_for_missing_pod``: with a live API, a pod that does not exist gets Go Multus's
+    empty result (PR #1408); the embedded manifests source sets it False so a netns wired by
+    hand without a Pod manifest simply gets the configured delegates.
+    """
+
+    __slots__ = (
+        "base_env",
+        "executor",
+        "log",
+        "netns",
+        "placeholder_for_missing_pod",
+        "pods",
+        "wait_readiness",
+    )
+
+    def __init__(
+        self,
+        *,
+        pods: PodSource | None,
+        netns: NetnsOps,
+        executor: PluginExecutor,
+        base_env: Mapping[str, str] | None = None,
+        wait_readiness: bool = True,
+        placeholder_for_missing_pod: bool = True,
+        log: LogFn | None = None,
+    ) -> None:
+        self.pods = pods
+        self.netns = netns
+        self.executor = executor
+        self.base_env = dict(base_env or {})
+        self.wait_readiness = wait_readiness
+        self.placeholder_for_missing_pod = placeholder_for_missing_pod
+        self.log = log or _no_log
+
+
+class Call:
+    """One CNI request being served."""
+
+    __slots__ = ("_pod", "_pod_loaded", "conf", "deps", "pod_ref", "request")
+
+    def __init__(self, request: CniRequest, conf: MultusConf, deps: Deps) -> None:
+        self.request = request
+        self.conf = conf
+        self.deps = deps
+        self.pod_ref = PodRef.from_request(request)
+        self._pod: KubeObject | None = None
+        self._pod_loaded = False
+
+    def log(self, level: str, message: str) -> None:
+        self.deps.log(level, f"[{self.pod_ref} {self.request.container_id} {self.request.command}] {message}")
+
+    def wait_for_default_network(self) -> None:
+        if self.deps.wait_readiness:
+            wait_for_default_network(self.conf.readiness_indicator_file, self.conf.readiness_timeout)
+
+    def load_pod(self) -> KubeObject | None:
+        if not self._pod_loaded:
+            self._pod_loaded = True
+            if self.deps.pods is not None and self.pod_ref.known:
+                self._pod = self.deps.pods.get_pod(
+                    self.pod_ref.namespace, self.pod_ref.name, uid=self.pod_ref.uid or None
+                )
+        return self._pod
+
+    def event(self, kind: str, reason: str, message: str) -> None:
+        pod = self._pod
+        if pod is not None and self.deps.pods is not None:
+            self.deps.pods.record_event(pod, kind=kind, reason=reason, message=message)
+
+    def cni(self) -> CNIConfig:
+        from pymultus.attach.runtime import search_path
+
+        return CNIConfig(
+            search_path=search_path(self.conf, self.request),
+            executor=self.deps.executor,
+            cache_dir=self.conf.cni_dir,
+        )

@@ -1,0 +1,48 @@
+"""The ``multus`` executable (thin plugin): one process per CNI request.
+
+Started by the runtime as ``python -IS``; it reads env + stdin, runs the attach use cases in
+this process and prints the result like any CNI plugin. Only what the request needs is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pymultus.cni import skel
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from pymultus.cni.request import CniRequest
+
+
+def _handler(env: Mapping[str, str]) -> object:
+    def run(request: CniRequest) -> dict[str, object] | None:
+        from pymultus.attach.service import handle
+        from pymultus.cli.wiring import build_deps
+        from pymultus.config.multus import parse_multus_conf
+
+        conf = parse_multus_conf(request.config)
+        return handle(request, conf, build_deps(conf, env))
+
+    return run
+
+
+def main() -> int:
+    env = dict(os.environ)
+    stdin = sys.stdin.buffer.read()
+    run = _handler(env)
+    handlers = {command: run for command in ("ADD", "DEL", "CHECK", "GC", "STATUS")}
+    return skel.serve(
+        handlers,  # type: ignore[arg-type]
+        env=env,
+        stdin=stdin,
+        stdout=sys.stdout.buffer,
+        about="pymultus thin plugin (multus)",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

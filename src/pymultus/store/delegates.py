@@ -1,0 +1,112 @@
+"""The per-container delegate list ("scratch cache"): ``<cniDir>/<containerID>``.
+
+ADD saves the full list of attachments before the first delegate runs, so that DEL can undo
+exactly what ADD set up even when the pod, its annotations or its NADs are gone by then.
+
+Differences from Go Multus (DESIGN "Semantics we choose" 1): written crash-safely (temp file,
+fsync, rename; 0600 in a 0700 dir) with a schema version; the container ID is validated before
+it becomes a path; a corrupt file is reported as :class:`CorruptEntry` so DEL can fall back to
+other sources instead of silently skipping the delegates (Multus #948, #1087). Go Multus's own
+format (a JSON list of ``DelegateNetConf`` with base64 ``Bytes``) is still read, so pods added by
+Go Multus before a migration are deleted correctly.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pymultus import fileio, jsonio
+from pymultus.cni.spec import validate_container_id
+from pymultus.errors import MultusError
+
+KIND = "pymultusDelegates"
+SCHEMA_VERSION = 1
+
+
+class CorruptEntry(MultusError):
+    """The cache file exists but cannot be decoded (e.g. truncated by a crash)."""
+
+
+def entry_path(cni_dir: str, container_id: str) -> str:
+    """The cache path of ``container_id``, validated so it cannot escape ``cni_dir``."""
+    validate_container_id(container_id)
+    return os.path.join(cni_dir, container_id)
+
+
+def save(cni_dir: str, container_id: str, record: dict[str, object]) -> None:
+    """Write ``record`` (an object with a ``delegates`` list) for ``container_id``."""
+    document = {"kind": KIND, "schemaVersion": SCHEMA_VERSION, "containerId": container_id, **record}
+    fileio.write_atomically(entry_path(cni_dir, container_id), jsonio.dumpb(document))
+
+
+def load(cni_dir: str, container_id: str) -> dict[str, object] | None:
+    """The saved record, None when there is none; :class:`CorruptEntry` when unreadable.
+
+    The returned record always has ``delegates``: a list of objects in the pymultus form
+    (``name``, ``ifname``, ``conf``, ``master``, ...). Go Multus entries are converted.
+    """
+    path = entry_path(cni_dir, container_id)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CorruptEntry(f"cannot read the delegate cache {path}: {exc.strerror}") from exc
+    try:
+        document = jsonio.loads(data, what=f"the delegate cache {path}")
+    except MultusError as exc:
+        raise CorruptEntry(exc.msg, details=path) from exc
+    if isinstance(document, list):
+        return {"delegates": _from_go_multus(document, path), "legacy": True}
+    if not isinstance(document, dict) or document.get("kind") != KIND:
+        raise CorruptEntry(f"the delegate cache {path} is not a pymultus or Multus cache file")
+    if document.get("schemaVersion") != SCHEMA_VERSION:
+        raise CorruptEntry(
+            f"the delegate cache {path} has schema version {document.get('schemaVersion')!r}, "
+            f"this pymultus reads {SCHEMA_VERSION}"
+        )
+    delegates = document.get("delegates")
+    if not isinstance(delegates, list) or not all(_valid_entry(item) for item in delegates):
+        raise CorruptEntry(f"the delegate cache {path} has an invalid delegate list")
+    return document
+
+
+def remove(cni_dir: str, container_id: str) -> bool:
+    return fileio.remove_durably(entry_path(cni_dir, container_id))
+
+
+def _valid_entry(item: object) -> bool:
+    return (
+        isinstance(item, dict)
+        and isinstance(item.get("name"), str)
+        and isinstance(item.get("ifname"), str)
+        and isinstance(item.get("conf"), dict)
+    )
+
+
+def _from_go_multus(items: list[object], path: str) -> list[dict[str, object]]:
+    import binascii
+
+    delegates: list[dict[str, object]] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("Bytes"), str):
+            raise CorruptEntry(f"entry {index} of the Multus delegate cache {path} has no conf bytes")
+        try:
+            raw = binascii.a2b_base64(str(item["Bytes"]))
+            conf = jsonio.loads_object(raw, what=f"entry {index} of the Multus delegate cache {path}")
+        except (binascii.Error, MultusError) as exc:
+            raise CorruptEntry(f"entry {index} of the Multus delegate cache {path} is unreadable") from exc
+        ifname = item.get("ifnameRequest")
+        delegates.append(
+            {
+                "name": str(item.get("Name") or conf.get("name") or ""),
+                # Go Multus recomputes names positionally: master = runtime ifname, others net<idx>.
+                "ifname": ifname if isinstance(ifname, str) and ifname else "",
+                "conf": conf,
+                "master": index == 0,
+                "deviceID": item.get("deviceID") or "",
+                "resourceName": item.get("resourceName") or "",
+            }
+        )
+    return delegates

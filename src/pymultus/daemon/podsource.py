@@ -1,0 +1,69 @@
+"""A :class:`~pymultus.attach.ports.PodSource` backed by the daemon's informer caches.
+
+Reads come from the caches; a pod or NAD that is not there yet (the watch lags a freshly
+scheduled pod by a few milliseconds) or whose UID differs (a StatefulSet pod re-created under the
+same name) falls back to one live GET, so a request never fails because of cache lag. Writes
+(network-status) and events always go through the live client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from pymultus.daemon.informer import Informer
+
+if TYPE_CHECKING:
+    from pymultus.attach.ports import KubeObject, PodSource
+
+log = logging.getLogger("pymultus.daemon.podsource")
+
+
+def _uid(pod: Mapping[str, object]) -> str:
+    meta = pod.get("metadata")
+    if isinstance(meta, dict):
+        uid = meta.get("uid")
+        if isinstance(uid, str):
+            return uid
+    return ""
+
+
+class CachedPodSource:
+    def __init__(self, pods: Informer | None, nads: Informer | None, live: PodSource | None) -> None:
+        self.pods = pods
+        self.nads = nads
+        self.live = live
+        self.cache_hits = 0
+        self.live_gets = 0
+
+    def get_pod(self, namespace: str, name: str, *, uid: str | None) -> KubeObject | None:
+        if self.pods is not None:
+            pod = self.pods.get(namespace, name)
+            if pod is not None and (not uid or _uid(pod) == uid):
+                self.cache_hits += 1
+                return pod
+        if self.live is None:
+            return None
+        self.live_gets += 1
+        log.debug("pod %s/%s not in the cache; live GET", namespace, name)
+        return self.live.get_pod(namespace, name, uid=uid)
+
+    def get_network_attachment(self, namespace: str, name: str) -> KubeObject | None:
+        if self.nads is not None:
+            nad = self.nads.get(namespace, name)
+            if nad is not None:
+                self.cache_hits += 1
+                return nad
+        if self.live is None:
+            return None
+        self.live_gets += 1
+        return self.live.get_network_attachment(namespace, name)
+
+    def write_network_status(self, pod: KubeObject, status: Sequence[Mapping[str, object]]) -> None:
+        if self.live is not None:
+            self.live.write_network_status(pod, status)
+
+    def record_event(self, pod: KubeObject, *, kind: str, reason: str, message: str) -> None:
+        if self.live is not None:
+            self.live.record_event(pod, kind=kind, reason=reason, message=message)

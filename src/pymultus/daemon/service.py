@@ -1,0 +1,244 @@
+"""The daemon's CNI handlers: ``/cni`` and ``/delegate`` requests run through the attach engine.
+
+Thick and thin mode run the same ``pymultus.attach`` functions; here the daemon builds the
+dependencies (cached PodSource, shared executor with a timeout, netns operations), merges its
+config keys over the request conf, honours the request's own CNI_PATH and CNI_ARGS (DESIGN item 7:
+the engine reads them from the request, and delegates inherit the request's environment, not the
+daemon's), and encodes the answer for the caller:
+
+* our shim (header ``Pymultus-Shim: 1``): the exact bytes to print, in the conf's cniVersion;
+* anything else (a Go multus-shim): ``{"Result": <1.0.0 result>}``, as Go Multus answers.
+
+Errors keep their CNI code end to end (Go Multus flattens them to 999 in its shim).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pymultus import jsonio
+from pymultus.daemon import logs, wire
+from pymultus.daemon.config import DaemonConfig
+from pymultus.daemon.metrics import NullMetrics
+from pymultus.daemon.server import Request, Response
+from pymultus.errors import INTERNAL, InvalidEnvironment, MultusError, TryAgainLater
+
+if TYPE_CHECKING:
+    from pymultus.attach.ports import PodSource
+
+log = logging.getLogger("pymultus.daemon.service")
+
+DEFAULT_RESULT_VERSION = "1.0.0"  # what a Go multus-shim decodes (types100.Result)
+GO_SHIM_RESULT_VERSION = "1.0.0"
+READY_COMMANDS = ("ADD", "CHECK", "GC", "STATUS")
+
+
+def _pod_of(env: Mapping[str, str]) -> str:
+    namespace = name = ""
+    for pair in env.get("CNI_ARGS", "").split(";"):
+        key, _, value = pair.partition("=")
+        if key == "K8S_POD_NAMESPACE":
+            namespace = value
+        elif key == "K8S_POD_NAME":
+            name = value
+    return f"{namespace}/{name}" if name else ""
+
+
+def _conf_version(stdin: bytes) -> str:
+    """The cniVersion of the request conf, for error and result encoding; best effort."""
+    try:
+        doc = jsonio.loads_object(stdin)
+    except MultusError:
+        return DEFAULT_RESULT_VERSION
+    version = doc.get("cniVersion")
+    return version if isinstance(version, str) and version else DEFAULT_RESULT_VERSION
+
+
+class CniService:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        pods: PodSource | None,
+        metrics: NullMetrics,
+        ready: Callable[[], str] = lambda: "",
+    ) -> None:
+        self.config = config
+        self.overrides = config.request_overrides()
+        self.pods = pods
+        self.metrics = metrics
+        self.ready = ready  # returns "" when ready, else why not
+        self._executor: Any = None
+        self._netns: Any = None
+
+    # -- dependencies ------------------------------------------------------------------------
+
+    def _shared(self) -> tuple[Any, Any]:
+        if self._executor is None:
+            from pymultus.netns.ops import Netns
+
+            self._executor = _instrumented_executor(self.config, self.metrics)
+            self._netns = Netns()
+        return self._executor, self._netns
+
+    def _deps(self, env: Mapping[str, str]) -> Any:
+        from pymultus.attach.service import Deps
+
+        executor, netns = self._shared()
+        # Delegates inherit the runtime's environment of this request (its PATH, proxies, ...),
+        # as they do in thin mode; CNI_* are set per delegate by the engine.
+        base_env = {key: value for key, value in env.items() if not key.startswith("CNI_")}
+        return Deps(pods=self.pods, netns=netns, executor=executor, base_env=base_env, wait_readiness=True)
+
+    # -- /cni --------------------------------------------------------------------------------
+
+    def handle_cni(self, http: Request) -> Response:
+        started = time.monotonic()
+        raw = wire.SHIM_HEADER.lower() in http.headers
+        command, code, version = "unknown", 0, DEFAULT_RESULT_VERSION
+        env: dict[str, str] = {}
+        try:
+            env, stdin, _ = wire.decode_request(http.body)
+            command = env.get("CNI_COMMAND", "unknown").upper()
+            version = _conf_version(stdin)
+            with logs.request_context(command, _pod_of(env), env.get("CNI_CONTAINERID", "")):
+                response = self._run_cni(command, env, stdin, version, raw)
+                log.info("%s done in %.1f ms", command, (time.monotonic() - started) * 1000)
+                return response
+        except MultusError as exc:
+            code = exc.code
+            with logs.request_context(command, _pod_of(env), env.get("CNI_CONTAINERID", "")):
+                log.error("%s failed with code %d: %s%s", command, exc.code, exc.msg, _details(exc))
+            return Response(400, jsonio.dumpb(exc.to_cni_error(version)))
+        except Exception as exc:
+            code = INTERNAL
+            with logs.request_context(command, _pod_of(env), env.get("CNI_CONTAINERID", "")):
+                log.exception("%s failed unexpectedly", command)
+            error = {"cniVersion": version, "code": INTERNAL, "msg": f"internal error: {exc}"}
+            return Response(400, jsonio.dumpb(error))
+        finally:
+            self.metrics.request(command, code, time.monotonic() - started)
+
+    def _run_cni(
+        self, command: str, env: Mapping[str, str], stdin: bytes, version: str, raw: bool
+    ) -> Response:
+        from pymultus.attach.service import handle
+        from pymultus.cni.request import CniRequest
+        from pymultus.config.multus import parse_multus_conf
+
+        if command in READY_COMMANDS:
+            why = self.ready()
+            if why:
+                raise TryAgainLater(f"pymultus daemon is not ready: {why}")
+        request = CniRequest.from_env(env, stdin)
+        if request.command == "VERSION":
+            raise InvalidEnvironment("VERSION is answered by the shim itself, not sent to the daemon")
+        conf = parse_multus_conf(stdin, overrides=self.overrides)
+        result = handle(request, conf, self._deps(env))
+        if result is None:
+            return Response(200)
+        if raw:
+            if version != conf.cni_version:
+                result = _convert(result, conf.cni_version, version)
+            return Response(200, jsonio.dumpb(result))
+        return Response(
+            200, jsonio.dumpb({"Result": _convert(result, conf.cni_version, GO_SHIM_RESULT_VERSION)})
+        )
+
+    # -- /delegate ---------------------------------------------------------------------------
+
+    def handle_delegate(self, http: Request) -> Response:
+        """One delegate for a running pod (multus-dynamic-networks-controller's hot-plug API).
+
+        The request's ``config`` is the delegate's conf; the Multus conf comes from the daemon
+        config alone (as in Go Multus). DEL errors are returned, not swallowed."""
+        started = time.monotonic()
+        command, code, version = "unknown", 0, DEFAULT_RESULT_VERSION
+        env: dict[str, str] = {}
+        try:
+            env, stdin, attributes = wire.decode_request(http.body)
+            command = env.get("CNI_COMMAND", "unknown").upper()
+            version = _conf_version(stdin)
+            with logs.request_context(f"delegate-{command}", _pod_of(env), env.get("CNI_CONTAINERID", "")):
+                result = self._run_delegate(command, env, stdin, attributes)
+            if result is None:
+                return Response(200)
+            return Response(200, jsonio.dumpb({"Result": result}))
+        except MultusError as exc:
+            code = exc.code
+            log.error("delegate %s failed with code %d: %s%s", command, exc.code, exc.msg, _details(exc))
+            return Response(400, jsonio.dumpb(exc.to_cni_error(version)))
+        except Exception as exc:
+            code = INTERNAL
+            log.exception("delegate %s failed unexpectedly", command)
+            return Response(400, jsonio.dumpb({"cniVersion": version, "code": INTERNAL, "msg": str(exc)}))
+        finally:
+            self.metrics.request(f"delegate-{command}", code, time.monotonic() - started)
+
+    def _run_delegate(
+        self, command: str, env: Mapping[str, str], stdin: bytes, attributes: Mapping[str, object]
+    ) -> dict[str, object] | None:
+        from pymultus.attach import service as engine
+        from pymultus.cni.request import CniRequest
+        from pymultus.config.multus import parse_multus_conf
+
+        request = CniRequest.from_env(env, stdin)
+        delegate = jsonio.loads_object(stdin, what="the delegate configuration")
+        base: dict[str, object] = {
+            "cniVersion": self.config.cni_version or delegate.get("cniVersion") or DEFAULT_RESULT_VERSION,
+            "name": "multus-cni-network",
+            "type": "multus-shim",
+            "delegates": [delegate],
+        }
+        conf = parse_multus_conf(jsonio.dumpb(base), overrides=self.overrides)
+        handlers = {
+            "ADD": engine.add_delegate,
+            "DEL": engine.del_delegate,
+            "CHECK": engine.check_delegate,
+            "STATUS": engine.status_delegate,
+        }
+        handler = handlers.get(command)
+        if handler is None:
+            raise InvalidEnvironment(f"CNI_COMMAND {command} is not supported by /delegate")
+        result: dict[str, object] | None = handler(request, conf, self._deps(env), stdin, attributes)
+        return result
+
+
+def _convert(result: dict[str, object], source: str, target: str) -> dict[str, object]:
+    if source == target and result.get("cniVersion") == target:
+        return result
+    from pymultus.cni.result import Result
+
+    converted: dict[str, object] = Result.parse(result, source).to_version(target)
+    return converted
+
+
+def _details(exc: MultusError) -> str:
+    return f" ({exc.details})" if exc.details else ""
+
+
+def _instrumented_executor(config: DaemonConfig, metrics: NullMetrics) -> Any:
+    """The shared PluginExecutor, timing each delegate for ``pymultus_delegate_duration_seconds``."""
+    from pymultus.cni.invoke import PluginExecutor
+
+    class InstrumentedExecutor(PluginExecutor):
+        def run(
+            self, path: str, env: Mapping[str, str], stdin: bytes, *, timeout: float | None = None
+        ) -> bytes:
+            started = time.monotonic()
+            try:
+                return super().run(path, env, stdin, timeout=timeout)
+            finally:
+                metrics.delegate(
+                    env.get("CNI_COMMAND", "unknown"), os.path.basename(path), time.monotonic() - started
+                )
+
+    return InstrumentedExecutor(
+        base_env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
+        timeout=config.delegate_timeout,
+        chroot=config.chroot_dir or None,
+    )

@@ -1,0 +1,294 @@
+"""Running one CNI plugin: find it on the search path, exec it, collect its answer.
+
+``os.posix_spawn`` (vfork + exec in the C library) instead of ``subprocess``: importing
+``subprocess`` costs ~10 ms of start-up on the hot path, and spawning is cheaper too. The plugin
+runs in its own process group so a timeout kills everything it started. Pipes are created
+close-on-exec, so concurrent spawns from other threads never inherit them (the daemon runs this
+from many threads); every fd is closed and the child reaped on every path.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import time
+
+from pymultus import jsonio
+from pymultus.errors import (
+    INTERNAL,
+    DelegateFailed,
+    DelegateTimeout,
+    IOFailure,
+    PluginNotFound,
+    error_from_cni,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal
+    from collections.abc import Mapping, Sequence
+else:
+    # `_signal`, not `signal`: the public module imports `enum` (start-up cost, see DESIGN.md).
+    import _signal
+
+CHROOT_BIN = "/usr/sbin/chroot"
+DEFAULT_TIMEOUT = 60.0
+_READ_SIZE = 65536
+_DETAIL_LIMIT = 4000  # characters of stderr/stdout kept in an error's details
+_SPAWN_RETRIES = 5  # ETXTBSY: the binary is still open for writing (libcni retries too)
+# The child must not inherit Python's SIG_IGN for SIGPIPE/SIGXFSZ (subprocess resets them too).
+_RESET_SIGNALS = (_signal.SIGPIPE, _signal.SIGXFSZ)
+_POLLIN = select.POLLIN | select.POLLPRI
+_POLLDONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
+
+
+def find_plugin(plugin_type: str, search_path: Sequence[str]) -> str:
+    """The executable for ``plugin_type`` in the first directory of ``search_path`` that has it."""
+    if not plugin_type or "/" in plugin_type or plugin_type.startswith(".") or "\0" in plugin_type:
+        raise PluginNotFound(f"plugin type {plugin_type!r} is not a valid plugin name")
+    for directory in search_path:
+        if not directory:
+            continue
+        candidate = os.path.join(directory, plugin_type)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise PluginNotFound(
+        f"plugin {plugin_type!r} was not found in the CNI plugin path",
+        details=f"searched: {':'.join(search_path) or '(empty)'}",
+    )
+
+
+class PluginOutput:
+    """What a finished plugin left behind (``run_raw``)."""
+
+    __slots__ = ("status", "stderr", "stdout")
+
+    def __init__(self, status: int, stdout: bytes, stderr: bytes) -> None:
+        self.status = status  # exit code, or -signal when killed by a signal
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class PluginExecutor:
+    """Runs plugins as child processes; stateless and safe to share between threads."""
+
+    __slots__ = ("_base_env", "chroot", "timeout")
+
+    def __init__(
+        self, *, base_env: Mapping[str, str], timeout: float = DEFAULT_TIMEOUT, chroot: str | None = None
+    ) -> None:
+        self._base_env = dict(base_env)
+        self.timeout = timeout
+        self.chroot = chroot
+
+    def run(self, path: str, env: Mapping[str, str], stdin: bytes, *, timeout: float | None = None) -> bytes:
+        """Run the plugin at ``path``; its stdout on success, else its CNI error as DelegateFailed."""
+        output = self.run_raw(path, env, stdin, timeout=timeout)
+        if output.status == 0:
+            return output.stdout
+        raise _failure(os.path.basename(path), output)
+
+    def run_raw(
+        self, path: str, env: Mapping[str, str], stdin: bytes, *, timeout: float | None = None
+    ) -> PluginOutput:
+        """Run the plugin and return its exit status and output; only spawning and timeouts raise."""
+        limit = self.timeout if timeout is None else timeout
+        full_env = dict(self._base_env)
+        full_env.update(env)
+        argv = [path] if self.chroot is None else [CHROOT_BIN, self.chroot, path]
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            pid = _spawn(argv, full_env, stdin=in_r, stdout=out_w, stderr=err_w, name=os.path.basename(path))
+        except BaseException:
+            for fd in (in_w, out_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            # The child has its own copies; ours would keep the pipes from reaching EOF.
+            for fd in (in_r, out_w, err_w):
+                os.close(fd)
+        return _communicate(
+            pid, in_w=in_w, out_r=out_r, err_r=err_r, data=stdin, limit=limit, name=os.path.basename(path)
+        )
+
+
+def _spawn(argv: list[str], env: dict[str, str], *, stdin: int, stdout: int, stderr: int, name: str) -> int:
+    actions = [
+        (os.POSIX_SPAWN_DUP2, stdin, 0),
+        (os.POSIX_SPAWN_DUP2, stdout, 1),
+        (os.POSIX_SPAWN_DUP2, stderr, 2),
+    ]
+    delay = 0.02
+    for attempt in range(_SPAWN_RETRIES + 1):
+        try:
+            return os.posix_spawn(
+                argv[0],
+                argv,
+                env,
+                file_actions=actions,
+                setpgroup=0,
+                setsigdef=_RESET_SIGNALS,
+                setsigmask=(),
+            )
+        except OSError as exc:
+            if exc.errno == errno.ETXTBSY and attempt < _SPAWN_RETRIES:
+                time.sleep(delay)
+                delay *= 2
+                continue
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise PluginNotFound(f"plugin {name!r} does not exist at {argv[0]}") from exc
+            if exc.errno == errno.EACCES:
+                raise PluginNotFound(f"plugin {name!r} at {argv[0]} is not executable") from exc
+            raise IOFailure(f"cannot execute plugin {name!r}: {exc.strerror}", details=argv[0]) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None  # kernels before 5.3: fall back to polling waitpid
+
+
+def _communicate(
+    pid: int, *, in_w: int, out_r: int, err_r: int, data: bytes, limit: float, name: str
+) -> PluginOutput:
+    deadline = time.monotonic() + limit
+    pidfd = _pidfd(pid)
+    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    open_fds = {out_r, err_r}
+    view = memoryview(data)
+    poller = select.poll()
+    for fd in (out_r, err_r):
+        os.set_blocking(fd, False)
+        poller.register(fd, _POLLIN)
+    if view:
+        os.set_blocking(in_w, False)
+        poller.register(in_w, select.POLLOUT)
+    else:
+        os.close(in_w)
+        in_w = -1
+    if pidfd is not None:
+        poller.register(pidfd, select.POLLIN)
+    status: int | None = None
+    try:
+        while open_fds or in_w >= 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                status = _kill(pid)
+                raise DelegateTimeout(
+                    f"plugin {name!r} did not finish within {limit:g} s and was killed",
+                    details=_excerpt(b"".join(chunks[err_r])),
+                )
+            exited = False
+            for fd, events in poller.poll(remaining * 1000.0):
+                if fd == in_w:
+                    try:
+                        written = os.write(in_w, view[:_READ_SIZE])
+                        view = view[written:]
+                    except (BrokenPipeError, OSError):
+                        view = view[:0]  # the plugin stopped reading; its exit status tells why
+                    if not view or events & _POLLDONE:
+                        poller.unregister(in_w)
+                        os.close(in_w)
+                        in_w = -1
+                elif fd == pidfd:
+                    exited = True
+                elif fd in open_fds:
+                    _drain(fd, chunks[fd], open_fds, poller)
+            if exited:
+                # All the plugin wrote is in the pipes now; a background child that inherited
+                # them must not keep us waiting, so read what is there and stop.
+                for fd in list(open_fds):
+                    _drain(fd, chunks[fd], open_fds, poller)
+                break
+        reaped = _wait(pid, deadline, pidfd)
+        if reaped is None:
+            status = _kill(pid)
+            raise DelegateTimeout(
+                f"plugin {name!r} did not finish within {limit:g} s and was killed",
+                details=_excerpt(b"".join(chunks[err_r])),
+            )
+        status = reaped
+    finally:
+        if status is None:
+            _kill(pid)  # an unexpected error: never leave a child or a zombie behind
+        for fd in (*open_fds, in_w, -1 if pidfd is None else pidfd):
+            if fd >= 0:
+                os.close(fd)
+    return PluginOutput(status, b"".join(chunks[out_r]), b"".join(chunks[err_r]))
+
+
+def _drain(fd: int, sink: list[bytes], open_fds: set[int], poller: select.poll) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, _READ_SIZE)
+        except BlockingIOError:
+            return
+        if not chunk:
+            poller.unregister(fd)
+            open_fds.discard(fd)
+            os.close(fd)
+            return
+        sink.append(chunk)
+
+
+def _wait(pid: int, deadline: float, pidfd: int | None) -> int | None:
+    """Reap the plugin once its pipes are closed; None when the deadline passes first."""
+    delay = 0.0005
+    while True:
+        done, raw = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(raw)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        if pidfd is not None:
+            select.select([pidfd], [], [], remaining)
+        else:
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.05)
+
+
+def _kill(pid: int) -> int:
+    """SIGKILL the plugin's whole process group and reap the plugin."""
+    try:  # noqa: SIM105 (contextlib costs start-up time)
+        os.killpg(pid, _signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        _, raw = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return -int(_signal.SIGKILL)
+    return os.waitstatus_to_exitcode(raw)
+
+
+def _excerpt(data: bytes) -> str:
+    text = data.decode("utf-8", "replace").strip()
+    if len(text) > _DETAIL_LIMIT:
+        text = text[:_DETAIL_LIMIT] + "..."
+    return text
+
+
+def _failure(name: str, output: PluginOutput) -> DelegateFailed:
+    """The plugin's own CNI error (its code preserved), with its stderr in ``details``."""
+    stderr = _excerpt(output.stderr)
+    if output.status < 0:
+        error = DelegateFailed(
+            f"plugin {name!r} was killed by signal {-output.status}", code=INTERNAL, delegate=name
+        )
+    else:
+        try:
+            answer: object = jsonio.loads(output.stdout, what=f"output of plugin {name!r}")
+        except jsonio.JSONDecodeError:
+            answer = None
+        fallback = f"plugin {name!r} failed with exit status {output.status}"
+        error = error_from_cni(answer, fallback_msg=fallback, delegate=name)
+        if answer is None and output.stdout.strip():
+            stderr = (stderr + "; " if stderr else "") + "stdout: " + _excerpt(output.stdout)
+    if stderr:
+        error.details = f"{error.details}; stderr: {stderr}" if error.details else f"stderr: {stderr}"
+    return error

@@ -89,13 +89,13 @@ def find_primary_conf(
         if not name.endswith(CONF_EXTENSIONS) or name in own or name.startswith(OWN_PREFIX):
             continue
         path = os.path.join(conf_dir, name)
-        if not os.path.isfile(path) or _is_own_conf(path):
+        if not os.path.isfile(path) or is_multus_conf(path):
             continue
         return path
     return None
 
 
-def _is_own_conf(path: str) -> bool:
+def is_multus_conf(path: str) -> bool:
     """Whether ``path`` holds a Multus conf (of any name); unreadable files are not ours."""
     try:
         with open(path, "rb") as f:

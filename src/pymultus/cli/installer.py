@@ -1,0 +1,634 @@
+"""``pymultus install`` and ``pymultus uninstall``: put pymultus on a node, and take it off again.
+
+``install`` is the DaemonSet's entry point (thin: the main container, which keeps running to
+refresh the credentials and the conf; thick: an init container that installs ``multus-shim``)
+and is usable by hand on a node. It
+
+1. installs the CNI executables ``multus`` and ``multus-shim`` into the CNI bin dir: by default a
+   self-contained bundle (interpreter + stdlib + pymultus, no Python needed on the host, see
+   ``install_bundle``) in a versioned directory ``pymultus-<version>-<digest>/``, then the two
+   ``#!`` launchers, each written to a temp file and renamed over the old one — a running call
+   keeps its old files (no "text file busy", multus#1221) and the next call uses the new ones;
+2. in thin mode writes ``multus.d/multus.kubeconfig`` (0600, dir 0700) from the pod's service
+   account and ``00-multus.conf[list]`` wrapping the primary CNI conf, waiting for the primary to
+   appear (bounded);
+3. with ``--watch`` (the default in thin mode) polls every second and rewrites the kubeconfig
+   when the token or CA changes and the conf when the primary changes *or a different file now
+   sorts first* (Go Multus keeps its first choice: multus#1499); SIGTERM stops it cleanly;
+4. records everything in ``<cni-bin-dir>/.pymultus-install.json`` for ``uninstall``.
+
+Paths: the installer normally runs in a pod with the host's dirs mounted under ``/host``, but the
+launchers and the generated conf are read *on the host*. ``--cni-bin-dir-host`` and
+``--cni-conf-dir-host`` give the host's view; by default a leading ``/host`` is stripped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from pymultus.errors import InvalidConfig, InvalidEnvironment, MultusError
+
+if TYPE_CHECKING:
+    from pymultus.cli.install_state import InstallState
+
+log = logging.getLogger("pymultus.install")
+
+LOG_LEVELS = ("debug", "verbose", "error", "panic")
+STAGING_PREFIX = ".pymultus-staging-"
+KEEP_BUNDLES = 2  # the current one and its predecessor, which in-flight calls may still be using
+
+
+class InstallOptions:
+    """The parsed command line of ``pymultus install``, host paths resolved."""
+
+    __slots__ = (
+        "additional_bin_dir",
+        "bin_dir",
+        "bin_dir_host",
+        "build_bundle",
+        "bundle_source",
+        "cleanup_config_on_exit",
+        "cni_version",
+        "conf_dir",
+        "conf_dir_host",
+        "force_cni_version",
+        "global_namespaces",
+        "kubeconfig_host",
+        "master_name",
+        "mode",
+        "multus_cni_conf_dir",
+        "multus_conf_file",
+        "multus_log_file",
+        "multus_log_level",
+        "multus_log_to_stderr",
+        "namespace_isolation",
+        "override_network_name",
+        "primary_wait",
+        "python",
+        "readiness_indicator_file",
+        "service_account_dir",
+        "skip_binary_copy",
+        "skip_tls_verify",
+        "watch",
+        "watch_interval",
+    )
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        for name in self.__slots__:
+            if name not in ("bin_dir_host", "conf_dir_host"):
+                setattr(self, name, getattr(args, name))
+        self.bin_dir_host = args.cni_bin_dir_host or _host_view(args.bin_dir)
+        self.conf_dir_host = args.cni_conf_dir_host or _host_view(args.conf_dir)
+        self.watch = args.mode == "thin" if args.watch is None else args.watch
+
+    mode: str
+    bin_dir: str
+    bin_dir_host: str
+    conf_dir: str
+    conf_dir_host: str
+    cni_version: str
+    multus_conf_file: str
+    kubeconfig_host: str
+    master_name: str
+    skip_binary_copy: bool
+    watch: bool
+    watch_interval: float
+    python: str
+    bundle_source: str
+    build_bundle: str
+    namespace_isolation: bool
+    global_namespaces: str
+    readiness_indicator_file: str
+    additional_bin_dir: str
+    cleanup_config_on_exit: bool
+    multus_log_level: str
+    multus_log_file: str
+    multus_log_to_stderr: bool
+    multus_cni_conf_dir: str
+    override_network_name: bool
+    force_cni_version: bool
+    skip_tls_verify: bool
+    service_account_dir: str
+    primary_wait: float
+
+
+def _host_view(path: str) -> str:
+    """The host's path for a path under the conventional ``/host`` mount of the DaemonSet."""
+    if path == "/host" or path.startswith("/host/"):
+        return path[len("/host") :] or "/"
+    return path
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from pymultus.cli.install_kubeconfig import DEFAULT_SERVICE_ACCOUNT_DIR
+
+    p = subparsers.add_parser(
+        "install",
+        help="install the multus/multus-shim executables (and the thin-mode conf) on this node",
+        description=(__doc__ or "").split("\n\n", 1)[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--mode",
+        choices=("thin", "thick"),
+        default="thin",
+        help="thin: write the conf and kubeconfig too; thick: executables only (the daemon writes the conf)",
+    )
+    p.add_argument(
+        "--cni-bin-dir", dest="bin_dir", default="/host/opt/cni/bin", help="CNI bin dir (as mounted)"
+    )
+    p.add_argument(
+        "--cni-bin-dir-host",
+        default="",
+        help="the bin dir's path on the host (default: --cni-bin-dir without a leading /host)",
+    )
+    p.add_argument(
+        "--cni-conf-dir",
+        dest="conf_dir",
+        default="/host/etc/cni/net.d",
+        help="CNI conf dir (as mounted): 00-multus.conf[list] and multus.d/ go here",
+    )
+    p.add_argument(
+        "--cni-conf-dir-host",
+        default="",
+        help="the conf dir's path on the host (default: --cni-conf-dir without a leading /host)",
+    )
+    p.add_argument(
+        "--cni-version",
+        default="",
+        help="cniVersion of the generated conf; must equal the "
+        "primary's unless --force-cni-version (default: the primary's)",
+    )
+    p.add_argument(
+        "--force-cni-version",
+        action="store_true",
+        help="use --cni-version even when it differs "
+        "from the primary's (the primary file is never rewritten, unlike Go Multus)",
+    )
+    p.add_argument(
+        "--multus-conf-file",
+        default="auto",
+        help="'auto' to generate 00-multus.conf[list] "
+        "from the primary CNI conf, or the path of a conf file to copy into the conf dir",
+    )
+    p.add_argument(
+        "--multus-master-cni-file-name",
+        dest="master_name",
+        default="",
+        help="pin the primary CNI conf file name (default: the lexically first that is not ours)",
+    )
+    p.add_argument(
+        "--multus-kubeconfig-file-host",
+        dest="kubeconfig_host",
+        default="/etc/cni/net.d/multus.d/multus.kubeconfig",
+        help="the kubeconfig's path on the host, written into the conf",
+    )
+    p.add_argument(
+        "--multus-cni-conf-dir",
+        default="",
+        help="confDir of the generated conf (on-disk "
+        "network confs); unset: the plugin's default /etc/cni/multus/net.d",
+    )
+    p.add_argument("--multus-log-level", choices=("", *LOG_LEVELS), default="", help="logLevel of the conf")
+    p.add_argument("--multus-log-file", default="", help="logFile of the conf")
+    p.add_argument(
+        "--multus-log-to-stderr",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="logToStderr of the conf",
+    )
+    p.add_argument("--namespace-isolation", action="store_true", help="namespaceIsolation of the conf")
+    p.add_argument("--global-namespaces", default="", help="globalNamespaces of the conf (comma list)")
+    p.add_argument("--readiness-indicator-file", default="", help="readinessindicatorfile of the conf")
+    p.add_argument("--additional-bin-dir", default="", help="binDir of the conf (searched before CNI_PATH)")
+    p.add_argument("--override-network-name", action="store_true", help="name the conf after the primary")
+    p.add_argument("--skip-tls-verify", action="store_true", help="kubeconfig without the CA (testing only)")
+    p.add_argument(
+        "--service-account-dir",
+        default=DEFAULT_SERVICE_ACCOUNT_DIR,
+        help="where the pod's token and ca.crt are mounted",
+    )
+    p.add_argument(
+        "--primary-wait",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the primary CNI conf to appear before giving up (0: do not wait)",
+    )
+    p.add_argument(
+        "--skip-binary-copy",
+        "--skip-multus-binary-copy",
+        dest="skip_binary_copy",
+        action="store_true",
+        help="do not install the executables",
+    )
+    p.add_argument(
+        "--watch",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep running: refresh the kubeconfig and the conf when their sources change "
+        "(default: on in thin mode)",
+    )
+    p.add_argument("--skip-config-watch", dest="watch", action="store_false", help="same as --no-watch")
+    p.add_argument("--watch-interval", type=float, default=1.0, help="seconds between checks")
+    p.add_argument(
+        "--cleanup-config-on-exit",
+        action="store_true",
+        help="remove the generated conf and kubeconfig when the watch stops",
+    )
+    p.add_argument(
+        "--python",
+        default="bundled",
+        help="'bundled': a self-contained interpreter "
+        "(needs only glibc on the host); 'host:/path/to/python3' (>= 3.11, on the host); "
+        "'auto': bundled when patchelf or a prebuilt bundle is available, else this interpreter",
+    )
+    p.add_argument(
+        "--bundle-source",
+        default=os.environ.get("PYMULTUS_BUNDLE_DIR", ""),
+        help="a bundle made by --build-bundle, copied instead of building one now "
+        "(default: $PYMULTUS_BUNDLE_DIR)",
+    )
+    p.add_argument(
+        "--build-bundle",
+        default="",
+        metavar="DIR",
+        help="only build the self-contained bundle into DIR (e.g. in an image build) and exit",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="the installer's own log level",
+    )
+    p.set_defaults(handler=install_main)
+
+    u = subparsers.add_parser(
+        "uninstall",
+        help="remove exactly what `pymultus install` installed (files changed since are kept)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    u.add_argument(
+        "--cni-bin-dir",
+        dest="bin_dir",
+        default="/host/opt/cni/bin",
+        help="the CNI bin dir given to install (holds the install record)",
+    )
+    u.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    u.set_defaults(handler=uninstall_main)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+
+
+def install_main(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    try:
+        if args.build_bundle:
+            from pymultus.cli.install_bundle import build_bundle
+
+            bundle = build_bundle(args.build_bundle)
+            log.info(
+                "built bundle %s (%d MiB, needs glibc >= %s)",
+                bundle.path,
+                bundle.size >> 20,
+                bundle.min_glibc,
+            )
+            return 0
+        opts = InstallOptions(args)
+        stop = threading.Event()
+        _stop_on_signals(stop)
+        return run_install(opts, dict(os.environ), stop)
+    except MultusError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+def uninstall_main(args: argparse.Namespace) -> int:
+    from pymultus.cli.install_state import InstallState
+
+    _setup_logging(args.log_level)
+    state = InstallState.load(args.bin_dir)
+    if not state.exists:
+        log.info("nothing to remove: no pymultus install record in %s", args.bin_dir)
+        return 0
+    kept = state.uninstall()
+    for path in kept:
+        log.warning("kept %s", path)
+    log.info("pymultus uninstalled from %s", args.bin_dir)
+    return 0
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_install(opts: InstallOptions, env: Mapping[str, str], stop: threading.Event) -> int:
+    """Install, then (with ``opts.watch``) keep the generated files current until ``stop``."""
+    from pymultus.cli.install_state import InstallState
+
+    _validate(opts)
+    state = InstallState.load(opts.bin_dir)
+    state.version = _version()
+    state.make_dirs(opts.bin_dir, 0o755)
+    if not opts.skip_binary_copy:
+        install_executables(opts, state)
+        state.save()
+    if opts.mode == "thick":
+        log.info("thick mode: executables installed; the daemon writes the conf")
+        return 0
+
+    conf = ConfWriter(opts, env, state)
+    conf.write_kubeconfig()
+    if opts.multus_conf_file != "auto":
+        conf.copy_user_conf()
+    else:
+        deadline = time.monotonic() + opts.primary_wait
+        while not conf.write_conf(initial=True):
+            if time.monotonic() >= deadline or stop.wait(min(1.0, max(opts.watch_interval, 0.05))):
+                state.save()
+                raise InvalidConfig(
+                    f"no primary CNI conf appeared in {opts.conf_dir} within {opts.primary_wait:g} s"
+                )
+    state.save()
+    log.info("pymultus installed (thin mode)")
+    if not opts.watch:
+        return 0
+    log.info("watching the service account and %s every %g s", opts.conf_dir, opts.watch_interval)
+    while not stop.wait(opts.watch_interval):
+        try:
+            changed = conf.write_kubeconfig()
+            if opts.multus_conf_file == "auto":
+                changed = conf.write_conf() or changed
+            if changed:
+                state.save()
+        except MultusError as exc:
+            log.error("%s", exc)
+    if opts.cleanup_config_on_exit:
+        conf.cleanup()
+        state.save()
+    return 0
+
+
+def _validate(opts: InstallOptions) -> None:
+    if opts.watch_interval <= 0:
+        raise InvalidConfig(f"--watch-interval {opts.watch_interval} must be positive")
+    if opts.primary_wait < 0:
+        raise InvalidConfig(f"--primary-wait {opts.primary_wait} must not be negative")
+    if opts.python not in ("bundled", "auto") and not opts.python.startswith("host:/"):
+        raise InvalidConfig(f"--python {opts.python!r} must be bundled, auto or host:/absolute/path")
+    for flag, path in (
+        ("--cni-bin-dir-host", opts.bin_dir_host),
+        ("--cni-conf-dir-host", opts.conf_dir_host),
+    ):
+        if not path.startswith("/"):
+            raise InvalidConfig(f"{flag} {path!r} must be an absolute path")
+    if opts.multus_conf_file != "auto" and not os.path.isfile(opts.multus_conf_file):
+        raise InvalidConfig(f"--multus-conf-file {opts.multus_conf_file} is not a file")
+
+
+# --- executables ---------------------------------------------------------------------------------
+
+
+def install_executables(opts: InstallOptions, state: InstallState) -> str:
+    """Install the runtime directory and the two launchers; returns the runtime directory."""
+    python_spec = opts.python
+    if python_spec == "auto":
+        python_spec = (
+            "bundled" if (opts.bundle_source or shutil.which("patchelf")) else f"host:{sys.executable}"
+        )
+    runtime = _install_runtime(opts, python_spec)
+    runtime_host = os.path.join(opts.bin_dir_host, os.path.basename(runtime))
+    if python_spec == "bundled":
+        from pymultus.cli.install_bundle import read_bundle
+
+        bundle = read_bundle(runtime)
+        python_host = os.path.join(runtime_host, bundle.python)
+        _smoke_test(os.path.join(runtime, bundle.python), os.path.join(runtime, "site"))
+    else:
+        python_host = python_spec[len("host:") :]
+    from pymultus.cli.launcher import ENTRY_POINTS
+
+    for name, module in ENTRY_POINTS.items():
+        path = os.path.join(opts.bin_dir, name)
+        state.write(path, launcher_script(python_host, os.path.join(runtime_host, "site"), module), 0o755)
+    # The launchers point at the new runtime now; keep its predecessor for calls still running.
+    if runtime in state.bundles:
+        state.bundles.remove(runtime)
+    state.bundles.append(runtime)
+    for old in state.bundles[:-KEEP_BUNDLES]:
+        state.remove_bundle(old)
+    log.info("installed %s into %s (runtime %s)", ", ".join(ENTRY_POINTS), opts.bin_dir, runtime)
+    return runtime
+
+
+def launcher_script(python: str, site: str, module: str) -> bytes:
+    """A ``#!<python> -IS`` launcher (``pymultus.cli.launcher``) running ``module``'s ``main``."""
+    from pymultus.cli.launcher import launcher_text
+
+    # The kernel reads at most 255 bytes of a #! line and splits its argument on whitespace.
+    if len(python) + len(" -IS") > 255:
+        raise InvalidConfig(f"interpreter path {python} is too long for a #! line (kernel limit 255)")
+    if any(c.isspace() for c in python):
+        raise InvalidConfig(f"interpreter path {python!r} cannot contain whitespace in a #! line")
+    try:
+        return launcher_text(module, python=python, sys_path=[site]).encode()
+    except ValueError as exc:
+        raise InvalidConfig(str(exc)) from exc
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("pymultus")
+
+
+def _install_runtime(opts: InstallOptions, python_spec: str) -> str:
+    """Put the bundle (or, for a host Python, the packages) into ``pymultus-<ver>-<digest>/``."""
+    from pymultus.cli.install_bundle import BUNDLE_MARKER, build_bundle, copy_packages, read_bundle
+
+    staging = os.path.join(opts.bin_dir, f"{STAGING_PREFIX}{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    for leftover in os.listdir(opts.bin_dir):
+        # A staging dir of an installer that was killed half-way: never referenced by a launcher.
+        if leftover.startswith(STAGING_PREFIX):
+            shutil.rmtree(os.path.join(opts.bin_dir, leftover), ignore_errors=True)
+    try:
+        if python_spec == "bundled":
+            if opts.bundle_source:
+                read_bundle(opts.bundle_source)  # fail early on something that is not a bundle
+                shutil.copytree(opts.bundle_source, staging, symlinks=True)
+            else:
+                build_bundle(staging)
+            name = read_bundle(staging).dir_name
+        else:
+            digest = copy_packages(os.path.join(staging, "site"))
+            name = f"pymultus-{_version()}-{digest[:12]}-site"
+            import json
+
+            marker = {
+                "schema": 1,
+                "pymultus": _version(),
+                "python": "host",
+                "interpreter": python_spec[5:],
+                "minGlibc": "",
+                "digest": digest,
+                "size": 0,
+            }
+            with open(os.path.join(staging, BUNDLE_MARKER), "w") as f:
+                f.write(json.dumps(marker, indent=2) + "\n")
+        target = os.path.join(opts.bin_dir, name)
+        if os.path.isfile(os.path.join(target, BUNDLE_MARKER)):
+            # Same name = same content digest: already installed (maybe in use right now).
+            shutil.rmtree(staging)
+            return target
+        if os.path.exists(target):
+            raise InvalidEnvironment(f"{target} exists but is not a pymultus bundle; remove it by hand")
+        os.rename(staging, target)
+        from pymultus import fileio
+
+        fileio.fsync_dir(opts.bin_dir)
+        return target
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _smoke_test(python: str, site: str) -> None:
+    """Import both entry points with the new runtime before any launcher points at it."""
+    code = f"import sys; sys.path.insert(0, {site!r}); import pymultus.errors, pymultus.jsonio"
+    proc = subprocess.run([python, "-IS", "-c", code], capture_output=True, text=True, env={}, check=False)
+    if proc.returncode != 0:
+        raise InvalidEnvironment(
+            f"the installed runtime {python} does not start: {proc.stderr.strip()[-500:]}"
+        )
+
+
+# --- thin-mode conf and kubeconfig ---------------------------------------------------------------
+
+
+class ConfWriter:
+    """Writes the kubeconfig and the Multus conf when their sources change."""
+
+    def __init__(self, opts: InstallOptions, env: Mapping[str, str], state: InstallState) -> None:
+        self.opts = opts
+        self.env = env
+        self.state = state
+        self.multus_d = os.path.join(opts.conf_dir, "multus.d")
+        self.kubeconfig = os.path.join(self.multus_d, "multus.kubeconfig")
+        self._last_error = ""
+        self._last_primary: str | None = None
+
+    def write_kubeconfig(self) -> bool:
+        from pymultus.cli.install_kubeconfig import build_kubeconfig, read_service_account, server_from_env
+
+        data = build_kubeconfig(
+            server=server_from_env(self.env),
+            sa=read_service_account(self.opts.service_account_dir),
+            skip_tls_verify=self.opts.skip_tls_verify,
+        )
+        self.state.make_dirs(self.multus_d, 0o700)
+        changed = self.state.write(self.kubeconfig, data, 0o600)
+        if changed:
+            log.info("wrote %s", self.kubeconfig)
+        return changed
+
+    def options(self) -> dict[str, object]:
+        o = self.opts
+        return {
+            "cniVersion": o.cni_version,
+            "forceCNIVersion": o.force_cni_version,
+            "overrideNetworkName": o.override_network_name,
+            "kubeconfig": o.kubeconfig_host,
+            "confDir": o.multus_cni_conf_dir,
+            "binDir": o.additional_bin_dir,
+            "logFile": o.multus_log_file,
+            "logLevel": o.multus_log_level,
+            "logToStderr": o.multus_log_to_stderr,
+            "namespaceIsolation": o.namespace_isolation or None,
+            "globalNamespaces": o.global_namespaces,
+            "readinessindicatorfile": o.readiness_indicator_file,
+        }
+
+    def write_conf(self, *, initial: bool = False) -> bool:
+        """Regenerate the conf from the current primary; False when there is no primary (yet)."""
+        from pymultus.config.generate import OWN_NAMES, build_multus_conf, find_primary_conf
+
+        primary = find_primary_conf(self.opts.conf_dir, master_name=self.opts.master_name or None)
+        if primary is None:
+            if self._last_primary is not None or initial:
+                log.warning(
+                    "no primary CNI conf in %s; waiting (the current conf is kept)", self.opts.conf_dir
+                )
+                self._last_primary = None
+            return False
+        if primary != self._last_primary:
+            log.info("primary CNI conf: %s", primary)
+            self._last_primary = primary
+        host_primary = os.path.join(self.opts.conf_dir_host, os.path.relpath(primary, self.opts.conf_dir))
+        try:
+            name, data = build_multus_conf(
+                primary, plugin_type="multus", options=self.options(), cluster_network=host_primary
+            )
+        except InvalidConfig as exc:
+            if str(exc) != self._last_error:
+                log.error("%s; keeping the current conf", exc)
+                self._last_error = str(exc)
+            if initial:
+                raise
+            return False
+        self._last_error = ""
+        path = os.path.join(self.opts.conf_dir, name)
+        changed = self.state.write(path, data, 0o644)
+        if changed:
+            log.info("wrote %s", path)
+        # The other form of our file would shadow or duplicate this one (00-multus.conf sorts
+        # before 00-multus.conflist): remove it when we wrote it, or when it is a stale Multus conf.
+        for other in OWN_NAMES:
+            other_path = os.path.join(self.opts.conf_dir, other)
+            if other != name and os.path.exists(other_path) and self._removable(other_path):
+                os.unlink(other_path)
+                self.state.files.pop(other_path, None)
+                log.info("removed %s (superseded by %s)", other_path, name)
+                changed = True
+        return changed or initial
+
+    def _removable(self, path: str) -> bool:
+        if self.state.owns(path):
+            return True
+        from pymultus.config.generate import is_multus_conf
+
+        return is_multus_conf(path)
+
+    def copy_user_conf(self) -> None:
+        with open(self.opts.multus_conf_file, "rb") as f:
+            data = f.read()
+        path = os.path.join(self.opts.conf_dir, os.path.basename(self.opts.multus_conf_file))
+        self.state.write(path, data, 0o644)
+        log.info("copied %s to %s", self.opts.multus_conf_file, path)
+
+    def cleanup(self) -> None:
+        from pymultus.config.generate import OWN_NAMES
+
+        for path in (*(os.path.join(self.opts.conf_dir, n) for n in OWN_NAMES), self.kubeconfig):
+            if self.state.remove(path):
+                log.info("removed %s", path)

@@ -11,6 +11,7 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
+command -v patchelf >/dev/null 2>&1 || need_apt+=(patchelf)  # the installer's self-contained bundle
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

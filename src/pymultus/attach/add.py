@@ -3,7 +3,7 @@
 The delegate list is saved crash-safely before the first delegate runs. Delegates run in order;
 the first failure stops the ADD and rolls back what was added, in reverse order, the failing one
 included (its partial state). After a rollback the saved list holds only the delegates whose
-rollback failed, so the runtime's follow-up DEL never calls a delegate whose ADD did not succeed.
+rollback failed (none: the file is removed), so the runtime's follow-up DEL retries exactly those.
 """
 
 from __future__ import annotations
@@ -126,7 +126,12 @@ def _roll_back(call: Call, attempted: list[Attachment]) -> None:
             call.log("error", f"rollback DEL of {attachment.name} ({attachment.ifname}) failed: {exc.msg}")
             left.append(attachment)
     left.reverse()
-    _save(call, left)  # an empty list tells DEL "nothing to do", unlike a missing file
+    if left:
+        _save(call, left)  # the runtime's DEL retries exactly these
+    else:
+        # Nothing left to undo. A later DEL finds no cache and falls back to a best-effort
+        # re-resolution whose failures are never reported, so the pod cannot get stuck.
+        store.remove(call.conf.cni_dir, call.request.container_id)
 
 
 def _announce(call: Call, attachment: Attachment, result: Result) -> None:

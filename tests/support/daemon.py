@@ -127,7 +127,11 @@ def running_daemon(
 
 
 def run_shim(
-    shim: Path, command: str, conf: Mapping[str, object] | bytes, *, env: Mapping[str, str] | None = None,
+    shim: Path,
+    command: str,
+    conf: Mapping[str, object] | bytes,
+    *,
+    env: Mapping[str, str] | None = None,
     timeout: float = 120.0,
 ) -> tuple[int, dict[str, object] | None, str]:
     """Run the shim like a runtime does; (exit code, decoded stdout or None, stderr)."""

@@ -148,17 +148,16 @@ def _local_del(env: Mapping[str, str], stdin: bytes, version: str, why: str) -> 
     """DEL without the daemon, from the on-disk caches (no Kubernetes needed for DEL)."""
     sys.stderr.write(f"multus-shim: {why}; performing DEL locally from the on-disk cache\n")
     try:
-        from pymultus.attach.service import Deps, handle
-        from pymultus.cni.invoke import PluginExecutor
+        from pymultus.attach.service import handle
+        from pymultus.cli.wiring import build_deps
         from pymultus.cni.request import CniRequest
         from pymultus.config.multus import parse_multus_conf
-        from pymultus.netns.ops import Netns
 
         request = CniRequest.from_env(env, stdin)
         conf = parse_multus_conf(stdin)
-        base_env = {key: value for key, value in env.items() if not key.startswith("CNI_")}
-        executor = PluginExecutor(base_env=base_env, timeout=conf.delegate_timeout)
-        deps = Deps(pods=None, netns=Netns(), executor=executor, base_env=base_env, wait_readiness=False)
+        # No Kubernetes: DEL works from the scratch cache and the libcni result caches.
+        deps = build_deps(conf, env, component="multus-shim", with_pods=False)
+        deps.wait_readiness = False
         handle(request, conf, deps)
     except MultusError as exc:
         return 1, jsonio.dumpb(exc.to_cni_error(version))

@@ -3,8 +3,8 @@
 Thick and thin mode run the same ``pymultus.attach`` functions; here the daemon builds the
 dependencies (cached PodSource, shared executor with a timeout, netns operations), merges its
 config keys over the request conf, honours the request's own CNI_PATH and CNI_ARGS (DESIGN item 7:
-the engine reads them from the request, and delegates inherit the request's environment, not the
-daemon's), and encodes the answer for the caller:
+the engine builds the search path and the delegates' CNI_ARGS from the request, never from the
+daemon's environment), and encodes the answer for the caller:
 
 * our shim (header ``Pymultus-Shim: 1``): the exact bytes to print, in the conf's cniVersion;
 * anything else (a Go multus-shim): ``{"Result": <1.0.0 result>}``, as Go Multus answers.
@@ -89,10 +89,14 @@ class CniService:
         from pymultus.attach.service import Deps
 
         executor, netns = self._shared()
-        # Delegates inherit the runtime's environment of this request (its PATH, proxies, ...),
-        # as they do in thin mode; CNI_* are set per delegate by the engine.
-        base_env = {key: value for key, value in env.items() if not key.startswith("CNI_")}
-        return Deps(pods=self.pods, netns=netns, executor=executor, base_env=base_env, wait_readiness=True)
+        return Deps(
+            pods=self.pods,
+            netns=netns,
+            executor=executor,
+            base_env=env,
+            wait_readiness=True,
+            log=_engine_log,
+        )
 
     # -- /cni --------------------------------------------------------------------------------
 
@@ -215,6 +219,22 @@ def _convert(result: dict[str, object], source: str, target: str) -> dict[str, o
 
     converted: dict[str, object] = Result.parse(result, source).to_version(target)
     return converted
+
+
+_ENGINE_LEVELS = {
+    "panic": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "verbose": logging.INFO,
+    "debug": logging.DEBUG,
+}
+_engine_logger = logging.getLogger("pymultus.attach")
+
+
+def _engine_log(level: str, message: str) -> None:
+    """The engine's ``Deps.log``: into the daemon's logging, with the request context."""
+    _engine_logger.log(_ENGINE_LEVELS.get(level, logging.INFO), "%s", message)
 
 
 def _details(exc: MultusError) -> str:

@@ -1,0 +1,350 @@
+"""The embedded (no-Kubernetes) source of pods and NetworkAttachmentDefinitions.
+
+A directory of the manifests a user would ``kubectl apply -f <dir>``: ``*.yaml``, ``*.yml`` and
+``*.json`` files directly in it (not recursive, hidden files skipped), each holding one or more
+documents. ``Pod`` and ``NetworkAttachmentDefinition`` objects are used (``kind: List`` items
+too); every other kind is ignored without error, so the same files can also carry Namespaces,
+Deployments, etc. An object without ``metadata.namespace`` is in ``default``, as with kubectl.
+Timestamps are kept as the strings written (like kubectl's YAML→JSON conversion).
+
+Errors are :class:`~pymultus.errors.InvalidConfig` (code 7) naming the file (and document):
+a missing directory, invalid YAML/JSON, a document that is not an object, a Pod/NAD without a
+name, a NAD whose ``spec.config`` is not a string, and the same object defined twice.
+The directory is read once, on first use (``reload()`` reads it again).
+
+What we write goes to ``<directory>/status/``, never into the user's files:
+
+* ``<namespace>_<name>.network-status.json`` — the pod's ``k8s.v1.cni.cncf.io/network-status``
+  value, exactly as it would be on the pod (Multus's format), written atomically (temp file,
+  fsync, rename) with mode 0644 so that the user can read it. ``_`` cannot occur in Kubernetes
+  names, so the file name is unambiguous. The in-memory pod gets the annotation too.
+* ``events.jsonl`` — one JSON object per line per Event: ``time``, ``type`` (Normal/Warning),
+  ``reason``, ``message``, ``involvedObject`` {``kind``, ``namespace``, ``name``, ``uid``}.
+  Appended with a single ``O_APPEND`` write; recording an event never raises.
+
+PyYAML is imported only here, and only when the directory is read.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pymultus import jsonio
+from pymultus.errors import InvalidConfig, IOFailure
+from pymultus.fileio import write_atomically
+from pymultus.kube.netstatus import NETWORK_STATUS_ANNOTATION, decode_status, encode_status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    KubeObject = dict[str, object]
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+STATUS_DIR = "status"
+EVENTS_FILE = "events.jsonl"
+POD_KIND = "Pod"
+NAD_KIND = "NetworkAttachmentDefinition"
+DEFAULT_NAMESPACE = "default"
+
+
+class ManifestPodSource:
+    """The ``PodSource`` port (``pymultus.attach.ports``) over a directory of manifests."""
+
+    __slots__ = ("_loaded", "_nads", "_origins", "_pods", "directory")
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self._loaded = False
+        self._pods: dict[tuple[str, str], KubeObject] = {}
+        self._nads: dict[tuple[str, str], KubeObject] = {}
+        self._origins: dict[tuple[str, str, str], str] = {}
+
+    # -- PodSource ------------------------------------------------------------------------------
+
+    def get_pod(self, namespace: str, name: str, *, uid: str | None) -> KubeObject | None:
+        """The pod, or None when no manifest defines it (or its ``metadata.uid`` differs from a
+        given ``uid``; a manifest without a uid matches any)."""
+        self._load()
+        pod = self._pods.get((namespace, name))
+        if pod is None:
+            return None
+        own_uid = _metadata(pod).get("uid")
+        if uid and isinstance(own_uid, str) and own_uid and own_uid != uid:
+            return None
+        return pod
+
+    def get_network_attachment(self, namespace: str, name: str) -> KubeObject | None:
+        self._load()
+        return self._nads.get((namespace, name))
+
+    def write_network_status(self, pod: KubeObject, status: Sequence[Mapping[str, object]]) -> None:
+        """Write the network-status next to the manifests (see the module docstring)."""
+        namespace, name = _namespace_name(pod)
+        value = encode_status(status)
+        path = self.status_path(namespace, name)
+        try:
+            write_atomically(path, (value + "\n").encode("utf-8"), mode=0o644, dir_mode=None)
+        except OSError as exc:
+            raise IOFailure(
+                f"cannot write the network-status of pod {namespace}/{name} to {path}: {exc.strerror}",
+                details=f"path={path}",
+            ) from None
+        _set_annotation(pod, NETWORK_STATUS_ANNOTATION, value)
+        stored = self._pods.get((namespace, name))
+        if stored is not None and stored is not pod:
+            _set_annotation(stored, NETWORK_STATUS_ANNOTATION, value)
+
+    def record_event(self, pod: KubeObject, *, kind: str, reason: str, message: str) -> None:
+        """Append the Event to ``status/events.jsonl``; never raises."""
+        try:
+            import time
+
+            namespace, name = _namespace_name(pod)
+            involved: dict[str, object] = {"kind": "Pod", "namespace": namespace, "name": name}
+            uid = _metadata(pod).get("uid")
+            if isinstance(uid, str) and uid:
+                involved["uid"] = uid
+            event = {
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "type": kind,
+                "reason": reason,
+                "message": message,
+                "involvedObject": involved,
+            }
+            line = jsonio.dumpb(event) + b"\n"
+            status_dir = os.path.join(self.directory, STATUS_DIR)
+            os.makedirs(status_dir, mode=0o755, exist_ok=True)
+            fd = os.open(self.events_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except Exception:  # noqa: S110 - an event is best effort by contract (PodSource.record_event)
+            pass
+
+    # -- for users of the embedded mode (CLI, demo, tests) -------------------------------------
+
+    @property
+    def events_path(self) -> str:
+        return os.path.join(self.directory, STATUS_DIR, EVENTS_FILE)
+
+    def status_path(self, namespace: str, name: str) -> str:
+        return os.path.join(self.directory, STATUS_DIR, f"{namespace}_{name}.network-status.json")
+
+    def read_network_status(self, namespace: str, name: str) -> list[dict[str, object]] | None:
+        """The network-status last written for the pod, or None when there is none."""
+        try:
+            with open(self.status_path(namespace, name), encoding="utf-8") as handle:
+                value = handle.read()
+        except FileNotFoundError:
+            return None
+        return decode_status(value)
+
+    def reload(self) -> None:
+        self._loaded = False
+        self._load()
+
+    # -- loading --------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        pods: dict[tuple[str, str], KubeObject] = {}
+        nads: dict[tuple[str, str], KubeObject] = {}
+        origins: dict[tuple[str, str, str], str] = {}
+        for path in manifest_files(self.directory):
+            for label, obj in _objects(path):
+                kind = obj.get("kind")
+                if kind == POD_KIND:
+                    target = pods
+                elif kind == NAD_KIND:
+                    target = nads
+                    _check_nad(obj, label)
+                else:
+                    continue
+                namespace, name = _identify(obj, label)
+                key = (str(kind), namespace, name)
+                if key in origins:
+                    raise InvalidConfig(
+                        f"{kind} {namespace}/{name} is defined twice: in {origins[key]} and in {label}",
+                        details=f"directory={self.directory}",
+                    )
+                origins[key] = label
+                target[(namespace, name)] = obj
+        self._pods, self._nads, self._origins = pods, nads, origins
+        self._loaded = True
+
+
+def manifest_files(directory: str) -> list[str]:
+    """The manifest files of ``directory`` in lexical order (InvalidConfig if it is missing)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        raise InvalidConfig(
+            f"manifest directory {directory} does not exist", details=f"directory={directory}"
+        ) from None
+    except NotADirectoryError:
+        raise InvalidConfig(
+            f"manifest directory {directory} is not a directory", details=f"directory={directory}"
+        ) from None
+    except OSError as exc:
+        raise InvalidConfig(
+            f"cannot read manifest directory {directory}: {exc.strerror}", details=f"directory={directory}"
+        ) from None
+    out = []
+    for name in names:
+        if name.startswith(".") or not name.endswith(MANIFEST_SUFFIXES):
+            continue
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            out.append(path)
+    return out
+
+
+def _objects(path: str) -> list[tuple[str, KubeObject]]:
+    """(label for messages, object) for every object of the file, ``kind: List`` flattened."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise InvalidConfig(f"cannot read manifest {path}: {exc.strerror}", details=f"path={path}") from None
+    if path.endswith(".json"):
+        try:
+            documents: list[object] = [jsonio.loads(data, what=f"manifest {path}")]
+        except jsonio.JSONDecodeError as exc:
+            raise InvalidConfig(exc.msg, details=f"path={path}") from None
+    else:
+        documents = _yaml_documents(path, data)
+    out: list[tuple[str, KubeObject]] = []
+    several = len(documents) > 1
+    for index, document in enumerate(documents, start=1):
+        if document is None:
+            continue  # an empty document (e.g. a trailing "---")
+        label = f"{path} (document {index})" if several else path
+        if not isinstance(document, dict):
+            raise InvalidConfig(
+                f"manifest {label} is not a Kubernetes object (a mapping with kind and metadata)",
+                details=f"path={path}",
+            )
+        if document.get("kind") == "List" or (
+            isinstance(document.get("kind"), str)
+            and str(document["kind"]).endswith("List")
+            and isinstance(document.get("items"), list)
+        ):
+            for item_index, item in enumerate(document.get("items") or [], start=1):
+                item_label = f"{label} item {item_index}"
+                if not isinstance(item, dict):
+                    raise InvalidConfig(
+                        f"manifest {item_label} is not a Kubernetes object", details=f"path={path}"
+                    )
+                out.append((item_label, item))
+            continue
+        out.append((label, document))
+    return out
+
+
+def _yaml_documents(path: str, data: bytes) -> list[object]:
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class _Loader(base):  # type: ignore[misc,valid-type]
+        """SafeLoader that keeps timestamps as strings, as kubectl's YAML-to-JSON step does."""
+
+    _Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in base.yaml_implicit_resolvers.items()
+    }
+    try:
+        return [_plain(document) for document in yaml.load_all(data, Loader=_Loader)]
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InvalidConfig(
+            f"manifest {path} is not valid YAML{where}: {problem}", details=f"path={path}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise InvalidConfig(
+            f"manifest {path} is not valid UTF-8: {exc.reason}", details=f"path={path}"
+        ) from None
+
+
+def _plain(value: object) -> object:
+    """YAML values as JSON values (string keys; bytes, sets and other scalars made plain)."""
+    if isinstance(value, dict):
+        return {str(key) if not isinstance(key, str) else key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, set | frozenset):
+        return sorted(_plain(item) for item in value)  # type: ignore[type-var]
+    if isinstance(value, bytes):
+        import base64
+
+        return base64.b64encode(value).decode("ascii")
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _identify(obj: KubeObject, label: str) -> tuple[str, str]:
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict):
+        raise InvalidConfig(f"{obj.get('kind')} in {label} has no metadata", details=f"manifest={label}")
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidConfig(f"{obj.get('kind')} in {label} has no metadata.name", details=f"manifest={label}")
+    namespace = metadata.get("namespace")
+    if namespace is None or namespace == "":
+        namespace = DEFAULT_NAMESPACE
+        metadata["namespace"] = namespace  # as the API server would return it
+    if not isinstance(namespace, str):
+        raise InvalidConfig(
+            f"{obj.get('kind')} {name} in {label}: metadata.namespace must be a string",
+            details=f"manifest={label}",
+        )
+    return namespace, name
+
+
+def _check_nad(obj: KubeObject, label: str) -> None:
+    spec = obj.get("spec")
+    if spec is None:
+        return
+    if not isinstance(spec, dict):
+        raise InvalidConfig(f"NetworkAttachmentDefinition in {label}: spec must be a mapping", details=label)
+    config = spec.get("config")
+    if config is not None and not isinstance(config, str):
+        raise InvalidConfig(
+            f"NetworkAttachmentDefinition in {label}: spec.config must be a string holding the CNI "
+            "JSON (in YAML, use a block scalar: 'config: |')",
+            details=f"manifest={label}",
+        )
+
+
+def _metadata(obj: Mapping[str, object]) -> dict[str, object]:
+    metadata = obj.get("metadata")
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _namespace_name(pod: Mapping[str, object]) -> tuple[str, str]:
+    metadata = _metadata(pod)
+    name = metadata.get("name")
+    namespace = metadata.get("namespace") or DEFAULT_NAMESPACE
+    if not isinstance(name, str) or not name or not isinstance(namespace, str):
+        raise InvalidConfig("the pod object has no metadata.name")
+    return namespace, name
+
+
+def _set_annotation(obj: KubeObject, key: str, value: str) -> None:
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = {}
+        obj["metadata"] = metadata
+    annotations = metadata.get("annotations")
+    if not isinstance(annotations, dict):
+        annotations = {}
+        metadata["annotations"] = annotations
+    annotations[key] = value

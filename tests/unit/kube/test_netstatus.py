@@ -297,16 +297,13 @@ def test_decode_invalid(value: str, fragment: str) -> None:
         decode_status(value)
 
 
-def test_result_object_with_to_version() -> None:
-    # Any object with to_version("1.1.0") (pymultus.cni.result.Result) is converted first.
-    class Converted:
-        def __init__(self) -> None:
-            self.asked: list[str] = []
+def test_result_object_is_converted_first() -> None:
+    # A pymultus.cni.result.Result (of any version) gives the same entries as its 1.x JSON.
+    from pymultus.cni.result import Result
 
-        def to_version(self, version: str) -> dict[str, object]:
-            self.asked.append(version)
-            return BRIDGE_RESULT
-
-    result = Converted()
-    assert build(result) == build(BRIDGE_RESULT)  # type: ignore[arg-type]
-    assert result.asked == ["1.1.0"]
+    assert build(Result.parse(BRIDGE_RESULT)) == build(BRIDGE_RESULT)  # type: ignore[arg-type]
+    legacy = Result.parse(
+        {"cniVersion": "0.2.0", "ip4": {"ip": "10.1.0.5/16", "gateway": "10.1.0.1"}, "dns": {}}
+    )
+    (entry,) = build(legacy)  # type: ignore[arg-type]
+    assert entry["ips"] == ["10.1.0.5"]

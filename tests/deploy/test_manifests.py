@@ -245,7 +245,7 @@ def test_thin_installer_mounts_bin_and_conf_dirs_at_host_paths() -> None:
 
 
 # Reference §2.3 (Go Multus thick DaemonSet) host mounts -> where pymultus mounts them.
-# Deliberate differences, each documented in docs/thick-mode.md:
+# Deliberate differences, each documented in docs/deployment.md:
 #   /run              -> only the three directories of it the daemon uses (socket, netns,
 #                        device-info), at the same paths (mounting all of /run over the
 #                        container's /run would also redirect /var/run/secrets onto the host)
@@ -337,7 +337,7 @@ def test_probes_ask_the_daemon_over_its_socket() -> None:
         command = daemon[probe]["exec"]["command"]
         assert command[:2] == ["pymultus", "healthcheck"]
         assert command[command.index("--socket-dir") + 1] == socket_dir
-        endpoints[probe] = command[command.index("--endpoint") + 1]
+        endpoints[probe] = "readyz" if "--ready" in command else "healthz"
         # Python starts in well under a second, but not always on a node busy booting pods.
         assert daemon[probe]["timeoutSeconds"] >= 5
     assert endpoints == {"startupProbe": "healthz", "livenessProbe": "healthz", "readinessProbe": "readyz"}

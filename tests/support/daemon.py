@@ -138,6 +138,8 @@ def run_shim(
     stdin = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
     full_env = {"CNI_COMMAND": command, "CNI_PATH": PLUGIN_DIR, "PATH": os.environ.get("PATH", "")}
     full_env.update(env or {})
-    proc = subprocess.run([str(shim)], input=stdin, capture_output=True, env=full_env, timeout=timeout)
+    proc = subprocess.run(
+        [str(shim)], input=stdin, capture_output=True, env=full_env, timeout=timeout, check=False
+    )
     out = proc.stdout.strip()
     return proc.returncode, (json.loads(out) if out else None), proc.stderr.decode(errors="replace")

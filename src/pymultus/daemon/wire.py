@@ -70,7 +70,7 @@ def decode_request(body: bytes) -> tuple[dict[str, str], bytes, dict[str, object
     if not isinstance(config, str):
         raise DecodingError('"config" of the request body must be a base64 string')
     try:
-        stdin = binascii.a2b_base64(config)
+        stdin = binascii.a2b_base64(config, strict_mode=True)
     except binascii.Error as exc:
         raise DecodingError(f'"config" of the request body is not valid base64: {exc}') from exc
     attributes = doc.get("interfaceAttributes")

@@ -350,7 +350,7 @@ def _load_cert_chain_from_memory(ctx: ssl.SSLContext, cert: bytes | None, key: b
         ctx.load_cert_chain(cert_path, key_path)
     finally:
         for file_path in (cert_path, key_path):
-            try:  # noqa: SIM105 - contextlib would cost start-up time on the hot path
+            try:
                 os.unlink(file_path)
             except FileNotFoundError:
                 pass

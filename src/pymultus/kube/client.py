@@ -32,7 +32,7 @@ from pymultus.kube.http import Connection
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Generator, Iterator, Mapping
 
     from pymultus.kube.auth import Credentials
 
@@ -361,9 +361,14 @@ class WatchStream:
 
     def close(self) -> None:
         self._closed = True
-        self._conn.shutdown()
+        self._conn.shutdown()  # wakes a read blocked in another thread
+        try:
+            self._events.close()  # runs the iterator's clean-up (or marks a never-started one done)
+        except ValueError:
+            return  # iterating in another thread right now: it closes the connection itself
+        self._conn.close()
 
-    def _iterate(self, headers: dict[str, str]) -> Iterator[tuple[str, KubeObject]]:
+    def _iterate(self, headers: dict[str, str]) -> Generator[tuple[str, KubeObject], None, None]:
         conn = self._conn
         try:
             for line in conn.iter_lines(headers):

@@ -90,7 +90,7 @@ class Connection:
         sock, self._sock = self._sock, None
         self._buf = b""
         if sock is not None:
-            try:  # noqa: SIM105 - contextlib would cost start-up time on the hot path
+            try:
                 sock.close()
             except OSError:
                 pass
@@ -99,7 +99,7 @@ class Connection:
         """Shut the socket down so that a read blocked in another thread returns at once."""
         sock = self._sock
         if sock is not None:
-            try:  # noqa: SIM105 - contextlib would cost start-up time on the hot path
+            try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import time
 
-from pymultus import jsonio
 from pymultus.errors import KubeConflict, KubeForbidden, KubeNotFound, MultusError
+from pymultus.kube.netstatus import encode_status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class ApiPodSource:
 
     def write_network_status(self, pod: KubeObject, status: Sequence[Mapping[str, object]]) -> None:
         namespace, name = _namespace_name(pod)
-        value = format_network_status(status)
+        value = encode_status(status)  # byte-compatible with Go Multus (kube.netstatus)
         uid = _uid(pod)
         attempt = 0
         while True:
@@ -207,27 +207,6 @@ def is_static_pod(pod: Mapping[str, object]) -> bool:
         return True
     source = annotations.get(CONFIG_SOURCE)
     return isinstance(source, str) and source != "api"
-
-
-def format_network_status(status: Sequence[Mapping[str, object]]) -> str:
-    """The annotation value as Go Multus writes it: ``[`` + each entry ``json.MarshalIndent``-ed
-    with four spaces, joined by ``,`` + ``]``. Consumers parse it, but byte-compatible output
-    keeps diffs against Go Multus clean."""
-    return "[" + ",".join(_indent(entry, "") for entry in status) + "]"
-
-
-def _indent(value: object, prefix: str) -> str:
-    inner = prefix + "    "
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        items = [f"{inner}{jsonio.dumps(str(k))}: {_indent(v, inner)}" for k, v in value.items()]
-        return "{\n" + ",\n".join(items) + "\n" + prefix + "}"
-    if isinstance(value, list | tuple):
-        if not value:
-            return "[]"
-        return "[\n" + ",\n".join(inner + _indent(v, inner) for v in value) + "\n" + prefix + "]"
-    return jsonio.dumps(value)
 
 
 def _annotations(obj: Mapping[str, object]) -> dict[str, object]:

@@ -146,7 +146,7 @@ class KubeEnv:
         namespace: str | None = None,
         annotations: dict[str, str] | None = None,
     ) -> Obj:
-        """Create a NetworkAttachmentDefinition; ``config`` None gives an empty spec (resolved from confDir)."""
+        """Create a NetworkAttachmentDefinition; ``config`` None: an empty spec (resolved from confDir)."""
         ns = namespace or self.namespace
         meta: Obj = {"name": name, "namespace": ns}
         if annotations:

@@ -82,6 +82,7 @@ def test_every_metric_is_documented() -> None:
 @pytest.mark.parametrize(
     "page",
     [
+        "README.md",
         "quickstart.md",
         "configuration.md",
         "annotations.md",

@@ -10,7 +10,10 @@ Timestamps are kept as the strings written (like kubectl's YAML→JSON conversio
 Errors are :class:`~pymultus.errors.InvalidConfig` (code 7) naming the file (and document):
 a missing directory, invalid YAML/JSON, a document that is not an object, a Pod/NAD without a
 name, a NAD whose ``spec.config`` is not a string, and the same object defined twice.
-The directory is read once, on first use (``reload()`` reads it again).
+The directory is read once, on first use (``reload()`` reads it again). PyYAML costs ~30 ms of
+import per process (the thin plugin is one process per ADD/DEL), so the parsed objects are
+cached in ``status/.manifests-cache.json`` with each manifest's name, inode, size, mtime and
+ctime; YAML is parsed again only when that fingerprint changes.
 
 What we write goes to ``<directory>/status/``, never into the user's files:
 
@@ -39,10 +42,13 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     KubeObject = dict[str, object]
+    _Entry = tuple[str, str, str, str, KubeObject]  # kind, namespace, name, label, object
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 STATUS_DIR = "status"
 EVENTS_FILE = "events.jsonl"
+CACHE_FILE = ".manifests-cache.json"
+CACHE_SCHEMA = 1
 POD_KIND = "Pod"
 NAD_KIND = "NetworkAttachmentDefinition"
 DEFAULT_NAMESPACE = "default"
@@ -51,7 +57,7 @@ DEFAULT_NAMESPACE = "default"
 class ManifestPodSource:
     """The ``PodSource`` port (``pymultus.attach.ports``) over a directory of manifests."""
 
-    __slots__ = ("_loaded", "_nads", "_origins", "_pods", "directory")
+    __slots__ = ("_cache_hit", "_loaded", "_nads", "_origins", "_pods", "directory")
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
@@ -59,6 +65,7 @@ class ManifestPodSource:
         self._pods: dict[tuple[str, str], KubeObject] = {}
         self._nads: dict[tuple[str, str], KubeObject] = {}
         self._origins: dict[tuple[str, str, str], str] = {}
+        self._cache_hit = False
 
     # -- PodSource ------------------------------------------------------------------------------
 
@@ -150,30 +157,86 @@ class ManifestPodSource:
     def _load(self) -> None:
         if self._loaded:
             return
+        paths = manifest_files(self.directory)
+        fingerprint = _fingerprint(paths)
+        objects = self._read_cache(fingerprint)
+        if objects is None:
+            objects = []
+            for path in paths:
+                for label, obj in _objects(path):
+                    kind = obj.get("kind")
+                    if kind not in (POD_KIND, NAD_KIND):
+                        continue
+                    if kind == NAD_KIND:
+                        _check_nad(obj, label)
+                    namespace, name = _identify(obj, label)
+                    objects.append((str(kind), namespace, name, label, obj))
         pods: dict[tuple[str, str], KubeObject] = {}
         nads: dict[tuple[str, str], KubeObject] = {}
         origins: dict[tuple[str, str, str], str] = {}
-        for path in manifest_files(self.directory):
-            for label, obj in _objects(path):
-                kind = obj.get("kind")
-                if kind == POD_KIND:
-                    target = pods
-                elif kind == NAD_KIND:
-                    target = nads
-                    _check_nad(obj, label)
-                else:
-                    continue
-                namespace, name = _identify(obj, label)
-                key = (str(kind), namespace, name)
-                if key in origins:
-                    raise InvalidConfig(
-                        f"{kind} {namespace}/{name} is defined twice: in {origins[key]} and in {label}",
-                        details=f"directory={self.directory}",
-                    )
-                origins[key] = label
-                target[(namespace, name)] = obj
+        for kind, namespace, name, label, obj in objects:
+            key = (kind, namespace, name)
+            if key in origins:
+                raise InvalidConfig(
+                    f"{kind} {namespace}/{name} is defined twice: in {origins[key]} and in {label}",
+                    details=f"directory={self.directory}",
+                )
+            origins[key] = label
+            (pods if kind == POD_KIND else nads)[(namespace, name)] = obj
+        if fingerprint is not None and not self._cache_hit:
+            self._write_cache(fingerprint, objects)
         self._pods, self._nads, self._origins = pods, nads, origins
         self._loaded = True
+
+    # -- the parsed cache: PyYAML costs ~30 ms of import per process, so YAML is parsed only
+    # -- when a manifest changed (same names, inode, size, mtime and ctime = same content).
+
+    @property
+    def cache_path(self) -> str:
+        return os.path.join(self.directory, STATUS_DIR, CACHE_FILE)
+
+    def _read_cache(self, fingerprint: list[object] | None) -> list[_Entry] | None:
+        self._cache_hit = False
+        if fingerprint is None:
+            return None
+        try:
+            with open(self.cache_path, "rb") as handle:
+                doc = jsonio.loads(handle.read(), what="manifest cache")
+        except (OSError, jsonio.JSONDecodeError):
+            return None
+        if not isinstance(doc, dict) or doc.get("schema") != CACHE_SCHEMA or doc.get("files") != fingerprint:
+            return None
+        entries = doc.get("objects")
+        if not isinstance(entries, list):
+            return None
+        out: list[_Entry] = []
+        for entry in entries:
+            if not (isinstance(entry, list) and len(entry) == 5 and isinstance(entry[4], dict)):
+                return None
+            kind, namespace, name, label, obj = entry
+            if not (isinstance(kind, str) and isinstance(namespace, str) and isinstance(name, str)):
+                return None
+            out.append((kind, namespace, name, str(label), obj))
+        self._cache_hit = True
+        return out
+
+    def _write_cache(self, fingerprint: list[object], objects: list[_Entry]) -> None:
+        doc = {"schema": CACHE_SCHEMA, "files": fingerprint, "objects": [list(entry) for entry in objects]}
+        try:
+            write_atomically(self.cache_path, jsonio.dumpb(doc), mode=0o644, dir_mode=None)
+        except OSError:
+            pass  # only an optimisation: a read-only directory is parsed every time
+
+
+def _fingerprint(paths: list[str]) -> list[object] | None:
+    out: list[object] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        out.append([os.path.basename(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
+    return out
 
 
 def manifest_files(directory: str) -> list[str]:

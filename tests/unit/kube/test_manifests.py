@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -220,9 +222,10 @@ def test_network_status_written_next_to_the_manifests(tmp_path: Path) -> None:
     assert json.loads(text) == STATUS
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by the user
     assert (tmp_path / "all.yaml").read_bytes() == before  # the user's file is untouched
-    assert [p.name for p in (tmp_path / "status").iterdir()] == [
-        "demo_pod-a.network-status.json"
-    ]  # no temp left
+    assert {p.name for p in (tmp_path / "status").iterdir()} == {
+        "demo_pod-a.network-status.json",
+        ".manifests-cache.json",
+    }  # no temp file left
 
     # The in-memory pod carries the annotation, as the API would after the write.
     assert pod["metadata"]["annotations"][NETWORK_STATUS_ANNOTATION] == encode_status(STATUS)  # type: ignore[index]
@@ -298,3 +301,61 @@ def test_reload_sees_new_files(tmp_path: Path) -> None:
     assert source.get_pod("default", "late", uid=None) is None  # read once per instance
     source.reload()
     assert source.get_pod("default", "late", uid=None) is not None
+
+
+LOAD_AND_REPORT = """
+import sys
+from pymultus.kube.manifests import ManifestPodSource
+pod = ManifestPodSource(sys.argv[1]).get_pod("demo", "pod-a", uid=None)
+print(pod["metadata"]["name"], "yaml" in sys.modules)
+"""
+
+
+def load_in_fresh_process(directory: Path) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_REPORT, str(directory)], capture_output=True, text=True, check=True
+    )
+    return proc.stdout.strip()
+
+
+def test_parsed_cache_avoids_yaml_until_a_manifest_changes(tmp_path: Path) -> None:
+    write(tmp_path, "all.yaml", NADS_AND_PODS)
+    assert load_in_fresh_process(tmp_path) == "pod-a True"  # parsed, cache written
+    assert (tmp_path / "status" / ".manifests-cache.json").exists()
+    assert load_in_fresh_process(tmp_path) == "pod-a False"  # from the cache: no PyYAML import
+
+    # Any change to the set of files or to a file's content invalidates it.
+    write(tmp_path, "more.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: more, namespace: demo}\n")
+    assert load_in_fresh_process(tmp_path) == "pod-a True"
+    source = ManifestPodSource(str(tmp_path))
+    assert source.get_pod("demo", "more", uid=None) is not None
+    write(tmp_path, "more.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: renamed, namespace: demo}\n")
+    source.reload()
+    assert source.get_pod("demo", "more", uid=None) is None
+    assert source.get_pod("demo", "renamed", uid=None) is not None
+    (tmp_path / "more.yaml").unlink()
+    source.reload()
+    assert source.get_pod("demo", "renamed", uid=None) is None
+
+
+def test_corrupt_cache_is_ignored_and_errors_are_not_cached(tmp_path: Path) -> None:
+    write(tmp_path, "all.yaml", NADS_AND_PODS)
+    ManifestPodSource(str(tmp_path)).get_pod("demo", "pod-a", uid=None)
+    cache = tmp_path / "status" / ".manifests-cache.json"
+    cache.write_text('{"schema": 1, "files": [')  # torn by a crash, say
+    assert ManifestPodSource(str(tmp_path)).get_pod("demo", "pod-a", uid=None) is not None
+    assert json.loads(cache.read_text())["schema"] == 1  # rewritten
+
+    write(tmp_path, "bad.yaml", "kind: Pod\nmetadata: {name: [\n")
+    for _ in range(2):
+        with pytest.raises(InvalidConfig, match=r"bad\.yaml is not valid YAML"):
+            ManifestPodSource(str(tmp_path)).get_pod("demo", "pod-a", uid=None)
+
+
+def test_duplicates_are_reported_from_the_cache_too(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: twin}\n")
+    ManifestPodSource(str(tmp_path)).get_pod("default", "twin", uid=None)
+    write(tmp_path, "b.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: twin}\n")
+    for _ in range(2):
+        with pytest.raises(InvalidConfig, match="defined twice"):
+            ManifestPodSource(str(tmp_path)).get_pod("default", "twin", uid=None)

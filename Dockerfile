@@ -48,6 +48,8 @@ ENV PATH=/opt/pymultus/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYMULTUS_BUNDLE_DIR=/opt/pymultus/bundle
 # The venv refers to the base image's /usr/local/bin/python3.11, which is identical here.
+# The thick daemon runs delegates through the base image's /usr/sbin/chroot (coreutils) into the
+# host root; no CNI plugins are installed here: delegates are always the host's own.
 COPY --from=builder /opt/pymultus/venv /opt/pymultus/venv
 COPY --from=bundle /opt/pymultus/bundle /opt/pymultus/bundle
 # Non-root by default, so that running the image by hand (`pymultus --help`, `pymultus cnitool`)

@@ -393,3 +393,14 @@ def test_host_python_form(node: Node) -> None:
     assert node.version()["supportedVersions"]
     node.uninstall()
     assert not (node.bin / "multus").exists()
+
+
+def test_user_conf_file_is_copied_and_removed_on_uninstall(node: Node, tmp_path: Path) -> None:
+    user_conf = tmp_path / "00-multus.conf"
+    user_conf.write_text(
+        json.dumps({"cniVersion": "0.3.1", "name": "m", "type": "multus", "delegates": [BRIDGE]})
+    )
+    node.install("--no-watch", "--multus-conf-file", str(user_conf))
+    assert (node.conf / "00-multus.conf").read_bytes() == user_conf.read_bytes()
+    node.uninstall()
+    assert not (node.conf / "00-multus.conf").exists()

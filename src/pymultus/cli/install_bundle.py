@@ -344,16 +344,11 @@ def _compile(directory: Path) -> None:
     import compileall
     import py_compile
 
-    ok = compileall.compile_dir(
-        str(directory),
-        quiet=2,
-        workers=1,
-        invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP,
+    # The result is ignored on purpose: a third-party file that is not valid for this Python
+    # (e.g. a py2 leftover) is never imported, so its failing to compile is harmless.
+    compileall.compile_dir(
+        str(directory), quiet=2, workers=1, invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP
     )
-    if not ok:
-        # Some third-party files are not valid for this Python (e.g. py2 leftovers); they are
-        # never imported, so their failing to compile is harmless.
-        pass
 
 
 def _walk_files(root: Path) -> Iterator[Path]:

@@ -59,6 +59,12 @@ class RuntimeConf:
         self.cache_dir = cache_dir  # overrides CNIConfig's cache dir when set
         self.plugin_args = plugin_args  # injected as the "args" key (CONVENTIONS.md)
 
+    def replace(self, **changes: object) -> RuntimeConf:
+        """A copy with some fields changed."""
+        values = {slot: getattr(self, slot) for slot in RuntimeConf.__slots__}
+        values.update(changes)
+        return RuntimeConf(**values)
+
     def __repr__(self) -> str:
         return f"RuntimeConf({self.container_id!r}, ifname={self.ifname!r}, netns={self.netns!r})"
 
@@ -114,17 +120,25 @@ class CNIConfig:
     def del_network_list(self, net: NetworkConfig, rt: RuntimeConf) -> None:
         _validate(net, rt, need_netns=False)
         paths = self._find_all(net)
+        cache_dir = self._cache_dir(rt)
+        try:
+            entry = cache.read(cache_dir, net.name, rt.container_id, rt.ifname)
+        except IOFailure:
+            entry = None  # unreadable: DEL goes on without it (Multus #948/#1087)
+        if entry is not None and not rt.capability_args and entry.capability_args:
+            # Deliberate difference from libcni: a caller that gives no capability args gets the
+            # ADD's, so portmap/bandwidth can undo what they did (libcni's GC does the same).
+            rt = rt.replace(capability_args=entry.capability_args)
         cached: Result | None = None
         # The cached result became DEL's prevResult in CNI 0.4.0.
-        if spec.version_at_least(net.cni_version, "0.4.0"):
+        if entry is not None and entry.result is not None and spec.version_at_least(net.cni_version, "0.4.0"):
             try:
-                cached = self.get_cached_result(net, rt, strict=True)
-            except MultusError:
-                # An unusable entry must not stop DEL (Multus #948/#1087): drop it, go on without.
-                cache.remove(self._cache_dir(rt), net.name, rt.container_id, rt.ifname)
+                cached = Result.parse(entry.result, net.cni_version)
+            except (DecodingError, IncompatibleVersion):
+                cache.remove(cache_dir, net.name, rt.container_id, rt.ifname)
         for plugin, path in zip(reversed(net.plugins), reversed(paths), strict=True):
             self._exec(spec.DEL, net, plugin, path, rt=rt, prev=cached)
-        cache.remove(self._cache_dir(rt), net.name, rt.container_id, rt.ifname)
+        cache.remove(cache_dir, net.name, rt.container_id, rt.ifname)
 
     def gc_network_list(self, net: NetworkConfig, valid: list[dict[str, str]] | None) -> None:
         """``valid`` is the runtime's ``cni.dev/valid-attachments`` ({containerID, ifname});

@@ -280,9 +280,19 @@ def load_by_name(
         try:
             net = load_file(path)
         except (InvalidConfig, IncompatibleVersion, IOFailure, jsonio.JSONDecodeError) as exc:
+            if _declares_name(path, name):
+                raise  # the network asked for exists but is invalid: say why, not "not found"
             if skipped is not None:
                 skipped.append((path, str(exc)))
             continue
         if net.name == name:
             return net
     return None
+
+
+def _declares_name(path: str, name: str) -> bool:
+    try:
+        doc = jsonio.loads(read_file(path))
+    except (IOFailure, jsonio.JSONDecodeError):
+        return False
+    return isinstance(doc, dict) and doc.get("name") == name

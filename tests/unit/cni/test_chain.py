@@ -364,3 +364,13 @@ def test_missing_netns_is_refused_for_add_not_for_del(h: Harness) -> None:
     with pytest.raises(InvalidEnvironment, match="CNI_NETNS"):
         h.cni.add_network_list(h.net({}), _rt(netns=""))
     h.cni.del_network_list(h.net({}), _rt(netns=""))
+
+
+def test_del_without_capability_args_reuses_the_cached_ones(h: Harness) -> None:
+    net = h.net({}, version="1.0.0")
+    net.plugins[0]["capabilities"] = {"portMappings": True}
+    mappings = {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}
+    h.cni.add_network_list(net, _rt(capability_args=mappings))
+    h.cni.del_network_list(net, _rt())
+    h.cni.del_network_list(net, _rt())  # nothing cached any more: nothing to reuse
+    assert [c["conf"].get("runtimeConfig") for c in h.calls()] == [mappings, mappings, None]  # type: ignore[union-attr]

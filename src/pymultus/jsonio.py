@@ -32,7 +32,7 @@ class _DecoderContext:
         raise ValueError(f"{name} is not valid JSON")
 
 
-_scan_once = _json.make_scanner(_DecoderContext())
+_scan_once = _json.make_scanner(_DecoderContext())  # type: ignore[arg-type]  # duck-typed context
 
 
 def _reject(obj: object) -> object:

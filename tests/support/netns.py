@@ -46,11 +46,13 @@ class Netns:
     def links(self) -> dict[str, dict[str, object]]:
         return {str(link["ifname"]): link for link in ip_json("link", "show", netns=self.name)}
 
-    def addresses(self, ifname: str) -> list[str]:
+    def addresses(self, ifname: str, family: str = "inet") -> list[str]:
+        """Addresses of ``ifname`` (IPv4 by default; "inet6" for IPv6, link-local included)."""
         out: list[str] = []
         for link in ip_json("addr", "show", "dev", ifname, netns=self.name):
             for info in link.get("addr_info", []):  # type: ignore[union-attr]
-                out.append(f"{info['local']}/{info['prefixlen']}")  # type: ignore[index]
+                if info.get("family") == family:  # type: ignore[union-attr]
+                    out.append(f"{info['local']}/{info['prefixlen']}")  # type: ignore[index]
         return out
 
     def routes(self, family: str = "-4") -> list[dict[str, object]]:

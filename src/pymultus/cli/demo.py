@@ -228,7 +228,7 @@ def _status_of(layout: dict[str, str], pod: str) -> str:
     status = ManifestPodSource(layout["manifests"]).read_network_status("demo", pod)
     lines = ["network-status:"]
     for entry in status or []:
-        ips = ", ".join(entry.get("ips", []))
+        ips = ", ".join(str(ip) for ip in entry.get("ips", []))  # type: ignore[attr-defined]
         default = "  (default)" if entry.get("default") else ""
         interface, name, mac = entry.get("interface", "?"), entry.get("name", "?"), entry.get("mac", "-")
         lines.append(f"  {interface:5} {name:18} {ips:14} mac {mac}{default}")

@@ -86,6 +86,7 @@ def _run(workdir: str) -> int:
             check=False,
         )
         summary = next((line for line in reply.stdout.splitlines() if "packets transmitted" in line), "")
+        summary = summary or reply.stderr.strip()
         print(f"pod-a {ifname} -> pod-b {target}: {'OK' if reply.returncode == 0 else 'FAILED'}  ({summary})")
         ok = ok and reply.returncode == 0
 

@@ -202,11 +202,11 @@ def test_ptp_with_host_local(tool: Tool) -> None:
         assert _v4(ns, "eth0") == [f"{base}.2/24"]
         routes = {str(r["dst"]): r for r in ns.routes()}
         assert routes["10.99.0.0/16"]["gateway"] == f"{base}.1"
-        created = host_links() - before
-        assert len(created) == 1 and next(iter(created)).startswith("veth")
+        host_veth = str(result["interfaces"][0]["name"])  # type: ignore[index]
+        assert host_veth.startswith("veth") and host_link_exists(host_veth) and host_veth not in before
         tool.ok("check", name, ns.name)
         _assert_del_cleans_up(tool, name, ns)
-        assert host_links() - before == set()
+        assert not host_link_exists(host_veth)
 
 
 def test_macvlan_on_a_veth_parent(tool: Tool) -> None:
@@ -262,11 +262,13 @@ def test_conflist_bridge_tuning_bandwidth(tool: Tool) -> None:
         assert result is not None and result["ips"][0]["address"] == f"{base}.2/24"  # type: ignore[index]
         assert ns.links()["eth0"]["mtu"] == 1400
         assert ns.exec("cat", "/proc/sys/net/ipv4/conf/eth0/accept_redirects").stdout.strip() == "0"
-        new = host_links() - before - {bridge}
-        assert any(link.startswith("bwp") for link in new), new  # bandwidth's ifb for egress shaping
+        # Other engineers' tests create host links concurrently: only look at ours.
+        ours = {link for link in host_links() - before if link.startswith("bwp")}
+        ours.add(str(result["interfaces"][1]["name"]))  # type: ignore[index]  # the host veth
+        assert len(ours) == 2 and all(host_link_exists(link) for link in ours), ours  # ifb for egress shaping
         tool.ok("check", name, ns.name, "--capability-args", caps)
         _assert_del_cleans_up(tool, name, ns)
-        assert host_links() - before - {bridge} == set()
+        assert not any(host_link_exists(link) for link in ours)
 
 
 def test_conflist_bridge_tuning_portmap(tool: Tool) -> None:
@@ -386,7 +388,6 @@ def test_bad_input_is_a_cni_error_and_changes_nothing(
     else:
         tool.write(name, {"cniVersion": version, "name": name, "plugins": plugins})
         network = name
-    before = host_links()
     with host_bridge(bridge), netns() as ns:
         target = ns.name
         if "--netns-missing" in extra:
@@ -398,6 +399,7 @@ def test_bad_input_is_a_cni_error_and_changes_nothing(
     assert out["code"] == code, out
     msg = str(out["msg"])
     assert words in msg and "\n" not in msg, msg
-    assert host_links() == before and not host_link_exists(bridge)
+    # The bridge plugin would have created the bridge and moved a veth end into the namespace.
+    assert not host_link_exists(bridge)
     assert links_in_ns == {"lo"}
     assert not tool.cache_dir.exists() and not tool.ipam_dir.exists()

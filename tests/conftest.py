@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.kube import fake_api, fake_api_pki, kube_env
 from tests.support.netns import PLUGIN_DIR, is_root
+
+# The Kubernetes fixtures (fake API server, or a real cluster with PYMULTUS_TEST_KUBECONFIG).
+__all__ = ["fake_api", "fake_api_pki", "kube_env"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.kube import KubeEnv, fake_api, fake_api_pki, kube_env  # noqa: F401
+from tests.support.kube import KubeEnv
 from tests.support.netns import Netns, netns, unique_name
 from tests.support.node import Answer, Node, node
 

@@ -207,9 +207,7 @@ def _from_document(doc: dict[str, object]) -> MultusConf:
     conf.retry_delete_on_error = _bool(plugin, "retryDeleteOnError", False)
     conf.auxiliary_cni_chain_name = _str(plugin, "auxiliaryCNIChainName", "")
     if conf.auxiliary_cni_chain_name and "/" not in conf.cluster_network:
-        raise InvalidConfig(
-            '"auxiliaryCNIChainName" needs "clusterNetwork" to be a file or directory path'
-        )
+        raise InvalidConfig('"auxiliaryCNIChainName" needs "clusterNetwork" to be a file or directory path')
     prev = plugin.get("prevResult")
     if prev is not None and not isinstance(prev, dict):
         raise InvalidConfig('"prevResult" of the multus configuration must be an object')
@@ -298,7 +296,9 @@ def _delegates(doc: Mapping[str, object]) -> list[dict[str, object]]:
         if not isinstance(item, dict):
             raise InvalidConfig(f"delegate {index} of the multus configuration must be a JSON object")
         if "type" not in item and "plugins" not in item:
-            raise InvalidConfig(f'delegate {index} of the multus configuration has neither "type" nor "plugins"')
+            raise InvalidConfig(
+                f'delegate {index} of the multus configuration has neither "type" nor "plugins"'
+            )
     return [dict(item) for item in value]
 
 
@@ -317,7 +317,9 @@ def _log_options(doc: Mapping[str, object]) -> LogOptions:
         if key in value:
             number = value[key]
             if isinstance(number, bool) or not isinstance(number, int) or number < 0:
-                raise InvalidConfig(f'"logOptions.{key}" of the multus configuration must be a whole number >= 0')
+                raise InvalidConfig(
+                    f'"logOptions.{key}" of the multus configuration must be a whole number >= 0'
+                )
             setattr(options, attr, number)
     if "compress" in value:
         compress = value["compress"]

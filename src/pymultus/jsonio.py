@@ -83,7 +83,7 @@ def loads_object(data: str | bytes | bytearray, *, what: str = "JSON document") 
     """Decode a JSON document that must be an object."""
     value = loads(data, what=what)
     if not isinstance(value, dict):
-        raise JSONDecodeError(f"{what} must be a JSON object, not {_json_type(value)}")
+        raise JSONDecodeError(f"{what} must be a JSON object, not {kind_of(value)}")
     return value
 
 
@@ -115,7 +115,8 @@ def _explain(text: str) -> str:
     return "unexpected data"
 
 
-def _json_type(value: object) -> str:
+def kind_of(value: object) -> str:
+    """How error messages name a decoded JSON value's type ("a string", "a list", ...)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -125,5 +126,5 @@ def _json_type(value: object) -> str:
     if isinstance(value, str):
         return "a string"
     if isinstance(value, list):
-        return "an array"
+        return "a list"
     return "an object"

@@ -239,7 +239,9 @@ def _str(doc: Mapping[str, object], key: str, default: str) -> str:
     if value is None:
         return default
     if not isinstance(value, str):
-        raise InvalidConfig(f'"{key}" of the multus configuration must be a string, not {_kind(value)}')
+        raise InvalidConfig(
+            f'"{key}" of the multus configuration must be a string, not {jsonio.kind_of(value)}'
+        )
     return value
 
 
@@ -258,7 +260,9 @@ def _bool(doc: Mapping[str, object], key: str, default: bool) -> bool:
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"  # libcni accepts "true"/"false" strings for its booleans
-    raise InvalidConfig(f'"{key}" of the multus configuration must be true or false, not {_kind(value)}')
+    raise InvalidConfig(
+        f'"{key}" of the multus configuration must be true or false, not {jsonio.kind_of(value)}'
+    )
 
 
 def _seconds(doc: Mapping[str, object], key: str, default: float) -> float:
@@ -282,7 +286,9 @@ def _object(doc: Mapping[str, object], key: str) -> dict[str, object]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise InvalidConfig(f'"{key}" of the multus configuration must be an object, not {_kind(value)}')
+        raise InvalidConfig(
+            f'"{key}" of the multus configuration must be an object, not {jsonio.kind_of(value)}'
+        )
     return dict(value)
 
 
@@ -336,17 +342,3 @@ def _valid_attachments(doc: Mapping[str, object]) -> list[dict[str, object]] | N
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
         raise InvalidConfig('"cni.dev/valid-attachments" must be a list of {"containerID","ifname"} objects')
     return [dict(item) for item in value]
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return "null"

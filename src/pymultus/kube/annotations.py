@@ -255,7 +255,7 @@ def _parse_json(value: str, *, default_namespace: str, what: str) -> list[Networ
         raise InvalidAnnotation(f"{exc.msg}", details=f"{what}={value!r}") from None
     if not isinstance(doc, list):
         raise InvalidAnnotation(
-            f"{what} in JSON form must be a list of network selection objects, not {_json_kind(doc)}",
+            f"{what} in JSON form must be a list of network selection objects, not {jsonio.kind_of(doc)}",
             details=f"{what}={value!r}",
         )
     return [
@@ -267,7 +267,7 @@ def _parse_json(value: str, *, default_namespace: str, what: str) -> list[Networ
 def _parse_element(element: object, position: int, *, default_namespace: str, what: str) -> NetworkSelection:
     if not isinstance(element, dict):
         raise InvalidAnnotation(
-            f"network {position} of {what} must be a JSON object, not {_json_kind(element)}",
+            f"network {position} of {what} must be a JSON object, not {jsonio.kind_of(element)}",
             details=f"{what} element {position}={jsonio.dumps(element)}",
         )
     label = _element_label(element)
@@ -284,7 +284,7 @@ def _parse_element(element: object, position: int, *, default_namespace: str, wh
     if name is None:
         raise fail('"name" is missing')
     if not isinstance(name, str):
-        raise fail(f'"name" must be a string, not {_json_kind(name)}')
+        raise fail(f'"name" must be a string, not {jsonio.kind_of(name)}')
     if not name:
         raise fail('"name" is empty')
     problem = _name_problem(name)
@@ -376,7 +376,7 @@ def _optional_str(
     if val is None:
         return None
     if not isinstance(val, str):
-        raise fail(f'"{key}" must be a string, not {_json_kind(val)}')
+        raise fail(f'"{key}" must be a string, not {jsonio.kind_of(val)}')
     return val
 
 
@@ -387,10 +387,10 @@ def _optional_str_list(
     if val is None:
         return None
     if not isinstance(val, list):
-        raise fail(f'"{key}" must be a list of strings, not {_json_kind(val)}')
+        raise fail(f'"{key}" must be a list of strings, not {jsonio.kind_of(val)}')
     for entry in val:
         if not isinstance(entry, str):
-            raise fail(f'"{key}" must be a list of strings; found {_json_kind(entry)}')
+            raise fail(f'"{key}" must be a list of strings; found {jsonio.kind_of(entry)}')
     return list(val)
 
 
@@ -401,7 +401,7 @@ def _optional_object(
     if val is None:
         return None
     if not isinstance(val, dict):
-        raise fail(f'"{key}" must be an object, not {_json_kind(val)}')
+        raise fail(f'"{key}" must be an object, not {jsonio.kind_of(val)}')
     return val
 
 
@@ -412,11 +412,11 @@ def _port_mappings(
     if val is None:
         return None
     if not isinstance(val, list):
-        raise fail(f'"portMappings" must be a list of objects, not {_json_kind(val)}')
+        raise fail(f'"portMappings" must be a list of objects, not {jsonio.kind_of(val)}')
     out: list[dict[str, object]] = []
     for index, entry in enumerate(val, start=1):
         if not isinstance(entry, dict):
-            raise fail(f'"portMappings" entry {index} must be an object, not {_json_kind(entry)}')
+            raise fail(f'"portMappings" entry {index} must be an object, not {jsonio.kind_of(entry)}')
         for key in ("hostPort", "containerPort"):
             port = entry.get(key)
             if port is not None and not (_is_int(port) and 0 <= port <= 65535):
@@ -568,17 +568,3 @@ def _element_label(element: dict[str, object]) -> str:
 
 def _clip(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _json_kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"

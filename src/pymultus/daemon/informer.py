@@ -132,7 +132,7 @@ class Informer:
     def __len__(self) -> int:
         return len(self._store)
 
-    def keys(self) -> list[tuple[str, str]]:
+    def cached_keys(self) -> list[tuple[str, str]]:
         return list(self._store)
 
     # -- running ---------------------------------------------------------------------------

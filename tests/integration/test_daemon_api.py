@@ -375,3 +375,35 @@ def test_user_conf_file_is_copied(tmp_path: Path) -> None:
         assert (tmp_path / "net.d" / "my-multus.conf").read_bytes() == user.read_bytes()
     finally:
         daemon.stop()
+
+
+def test_delegate_hot_plug_add_and_del(node) -> None:
+    """``/delegate``: one extra network for a running pod, and its DEL (errors not swallowed)."""
+    from tests.support.netns import netns, unique_name
+
+    bridge = unique_name("pmh")
+    node.bridges.append(bridge)
+    ipam = node.root / "hotplug-ipam"
+    conf = json.dumps(
+        {
+            "cniVersion": "0.3.1",
+            "name": "hotplug",
+            "type": "bridge",
+            "bridge": bridge,
+            "ipam": {"type": "host-local", "subnet": "10.233.7.0/24", "dataDir": str(ipam)},
+        }
+    ).encode()
+    with netns() as ns:
+        env = node.env(ns, "hotcid1")
+        env.update(CNI_COMMAND="ADD", CNI_IFNAME="net9", CNI_PATH="/usr/lib/cni")
+        status, answer = node.daemon.request(
+            "POST", "/delegate", wire.encode_request(env, conf, {"mac": "02:00:00:00:00:09"})
+        )
+        assert status == 200, answer
+        assert json.loads(answer)["Result"]["ips"][0]["address"].startswith("10.233.7.")
+        assert ns.links()["net9"]["address"] == "02:00:00:00:00:09"
+        env["CNI_COMMAND"] = "DEL"
+        status, answer = node.daemon.request("POST", "/delegate", wire.encode_request(env, conf))
+        assert status == 200, answer
+        assert "net9" not in ns.links()
+        assert not [p for p in ipam.rglob("*") if p.name[0].isdigit()]

@@ -141,11 +141,16 @@ def remove(cache_dir: str, network: str, container_id: str, ifname: str) -> bool
     """Delete the entry; returns whether one existed."""
     path = result_path(cache_dir, network, container_id, ifname)
     try:
-        return fileio.remove_durably(path)
+        # No directory fsync (~9 ms on these disks, every DEL): an entry that reappears after a
+        # crash only means one more DEL, which is idempotent. Writes stay fully durable.
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
     except IsADirectoryError:
         return False
     except OSError as exc:
         raise IOFailure(f"cannot remove the CNI result cache {path}: {exc.strerror}") from exc
+    return True
 
 
 def list_attachments(

@@ -7,6 +7,7 @@ in the same directory, fsync it, rename it over the target, fsync the directory.
 from __future__ import annotations
 
 import os
+from _thread import get_ident
 
 
 def ensure_private_dir(path: str, mode: int = 0o700) -> None:
@@ -33,7 +34,8 @@ def write_atomically(path: str, data: bytes, *, mode: int = 0o600, dir_mode: int
         os.makedirs(directory, mode=0o755, exist_ok=True)
     else:
         ensure_private_dir(directory, dir_mode)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    # Unique per process and thread: the daemon writes from a pool of threads.
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.fchmod(fd, mode)

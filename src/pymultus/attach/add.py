@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pymultus.attach import routes
 from pymultus.attach.context import Call, EventKind
+from pymultus.attach.devices import assign_devices, device_info, remove_device_info
 from pymultus.attach.model import Attachment
 from pymultus.attach.resolve import resolve
 from pymultus.attach.runtime import check_capabilities, runtime_conf
@@ -53,6 +54,7 @@ def add(call: Call) -> dict[str, object]:
             call.log("warning", warning)
             call.event(EventKind.WARNING, "CapabilityNotDeclared", warning)
 
+    assign_devices(call, attachments)
     _save(call, attachments)
     cni = call.cni()
     results: list[Result] = []
@@ -88,7 +90,7 @@ def add(call: Call) -> dict[str, object]:
                     ifname=attachment.ifname,
                     result=result.to_version("1.1.0"),
                     is_default=attachment.is_master,
-                    device_info=None,
+                    device_info=device_info(attachment),
                 )
             )
         call.deps.pods.write_network_status(pod, entries)
@@ -118,6 +120,7 @@ def _roll_back(call: Call, attempted: list[Attachment]) -> None:
         rt = runtime_conf(call.request, call.conf, call.pod_ref, attachment)
         try:
             cni.del_network_list(attachment.network, rt)
+            remove_device_info(attachment)
         except MultusError as exc:
             if attachment is failing:
                 # Its ADD did not succeed: a later DEL must not call it (DESIGN item 2).

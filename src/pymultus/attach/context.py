@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from pymultus.cni.invoke import PluginExecutor
     from pymultus.cni.request import CniRequest
     from pymultus.config.multus import MultusConf
+    from pymultus.kube.devices import DeviceAllocator
 
     LogFn = Callable[[str, str], None]
 
@@ -27,6 +28,12 @@ def _no_log(level: str, message: str) -> None:
     return None
 
 
+def _kubelet_devices(pod_ref: PodRef) -> DeviceAllocator:
+    from pymultus.kube.devices import DeviceAllocator
+
+    return DeviceAllocator(pod_ref.namespace, pod_ref.name, pod_ref.uid)
+
+
 class Deps:
     """What an entry point hands to the use cases; thin and thick mode differ only here.
 
@@ -37,6 +44,8 @@ class Deps:
 
     __slots__ = (
         "base_env",
+        "device_allocator",
+        "device_info_dir",
         "executor",
         "log",
         "netns",
@@ -55,6 +64,8 @@ class Deps:
         wait_readiness: bool = True,
         placeholder_for_missing_pod: bool = True,
         log: LogFn | None = None,
+        device_allocator: Callable[[PodRef], DeviceAllocator] | None = None,
+        device_info_dir: str = "/var/run/k8s.cni.cncf.io",
     ) -> None:
         self.pods = pods
         self.netns = netns
@@ -63,6 +74,8 @@ class Deps:
         self.wait_readiness = wait_readiness
         self.placeholder_for_missing_pod = placeholder_for_missing_pod
         self.log = log or _no_log
+        self.device_allocator = device_allocator or _kubelet_devices
+        self.device_info_dir = device_info_dir
 
 
 class Call:

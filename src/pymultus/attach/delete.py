@@ -15,6 +15,7 @@ first failing delegate's own code. A repeated DEL succeeds.
 
 from __future__ import annotations
 
+from pymultus.attach.devices import remove_device_info
 from pymultus.attach.model import Attachment
 from pymultus.attach.resolve import resolve
 from pymultus.attach.runtime import runtime_conf
@@ -48,7 +49,7 @@ def delete(call: Call) -> None:
                 continue
             call.log("error", f"DEL of {attachment.name} ({attachment.ifname}) failed: {exc.msg}")
             failures.append((attachment, exc))
-        _remove_device_info(attachment)
+        remove_device_info(attachment)
 
     if failures and call.conf.retry_delete_on_error:
         kept = [attachment for attachment in attachments if any(attachment is f for f, _ in failures)]
@@ -126,16 +127,6 @@ def _from_result_cache(entry: result_cache.CachedAttachment) -> Attachment:
 _RUNTIME_KEYS = frozenset(
     ("IgnoreUnknown", "K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID")
 )
-
-
-def _remove_device_info(attachment: Attachment) -> None:
-    if attachment.device_info_file:
-        import os
-
-        try:
-            os.unlink(attachment.device_info_file)
-        except FileNotFoundError:
-            pass
 
 
 def _summary(call: Call, failures: list[tuple[Attachment, MultusError]]) -> MultusError:

@@ -13,10 +13,12 @@ from pymultus.cni.invoke import PluginExecutor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
+    from pymultus.attach.model import PodRef
     from pymultus.attach.ports import PodSource
     from pymultus.config.multus import MultusConf
+    from pymultus.kube.devices import DeviceAllocator
 
 
 def build_deps(
@@ -32,6 +34,8 @@ def build_deps(
     if with_pods:
         pods, placeholder = _pod_source(conf, env, log)
     return Deps(
+        device_allocator=_kubelet_devices(conf),
+        device_info_dir=conf.device_info_dir,
         pods=pods,
         netns=Netns(),
         executor=PluginExecutor(base_env=env, timeout=conf.delegate_timeout),
@@ -39,6 +43,24 @@ def build_deps(
         placeholder_for_missing_pod=placeholder,
         log=log,
     )
+
+
+def _kubelet_devices(conf: MultusConf) -> Callable[[PodRef], DeviceAllocator]:
+    def allocator(pod_ref: PodRef) -> DeviceAllocator:
+        import os
+
+        from pymultus.kube.devices import DeviceAllocator
+
+        root = conf.kubelet_root_dir
+        return DeviceAllocator(
+            pod_ref.namespace,
+            pod_ref.name,
+            pod_ref.uid,
+            socket_path=os.path.join(root, "pod-resources", "kubelet.sock"),
+            checkpoint_path=os.path.join(root, "device-plugins", "kubelet_internal_checkpoint"),
+        )
+
+    return allocator
 
 
 def _pod_source(conf: MultusConf, env: Mapping[str, str], log: object) -> tuple[PodSource | None, bool]:

@@ -33,7 +33,11 @@ PYMULTUS_KEYS = (
     "delegateTimeout",  # seconds before a delegate's process group is killed
     "readinessTimeout",  # seconds to wait for readinessindicatorfile
     "manifestsDir",  # embedded (no-Kubernetes) pods and NADs as YAML manifests
+    "kubeletRootDir",  # where the kubelet keeps pod-resources/ and device-plugins/ (k0s, microk8s differ)
+    "deviceInfoDir",  # base of the device-info files (Device Information Spec)
 )
+DEFAULT_KUBELET_ROOT_DIR = "/var/lib/kubelet"
+DEFAULT_DEVICE_INFO_DIR = "/var/run/k8s.cni.cncf.io"
 
 
 class LogOptions:
@@ -61,8 +65,10 @@ class MultusConf:
         "default_networks",
         "delegate_timeout",
         "delegates",
+        "device_info_dir",
         "global_namespaces",
         "kubeconfig",
+        "kubelet_root_dir",
         "log_file",
         "log_level",
         "log_options",
@@ -113,6 +119,8 @@ class MultusConf:
     strict_capabilities: bool
     delegate_timeout: float
     manifests_dir: str
+    kubelet_root_dir: str
+    device_info_dir: str
     raw: dict[str, object]
 
     def to_bytes(self) -> bytes:
@@ -217,6 +225,8 @@ def _from_document(doc: dict[str, object]) -> MultusConf:
     conf.strict_capabilities = _bool(plugin, "strictCapabilities", False)
     conf.delegate_timeout = _seconds(plugin, "delegateTimeout", DEFAULT_DELEGATE_TIMEOUT)
     conf.manifests_dir = _str(plugin, "manifestsDir", "")
+    conf.kubelet_root_dir = _path(plugin, "kubeletRootDir", DEFAULT_KUBELET_ROOT_DIR)
+    conf.device_info_dir = _path(plugin, "deviceInfoDir", DEFAULT_DEVICE_INFO_DIR)
     return conf
 
 

@@ -262,3 +262,73 @@ def test_status_written_matches_go_multus_format(sim: Node, kube_env: KubeEnv, p
     assert raw.startswith('[{\n    "name": "cluster",\n    "interface": "eth0",')
     assert json.loads(raw)[1]["name"] == f"{kube_env.namespace}/alpha"
     assert cl.run("DEL", "fmt", cid, pod_ns.path).ok
+
+
+def test_device_plugin_ids_reach_the_delegates_and_the_status(
+    sim: Node, kube_env: KubeEnv, pod_ns: Netns, tmp_path: Path
+) -> None:
+    from pymultus.store import deviceinfo
+
+    kubelet = tmp_path / "kubelet"
+    devinfo_dir = tmp_path / "devinfo"
+    cl = Cluster(sim, kube_env, kubeletRootDir=str(kubelet), deviceInfoDir=str(devinfo_dir))
+    resource = "example.com/nic"
+    for name, subnet in (("vf-a", "10.10.1.0/24"), ("vf-b", "10.10.2.0/24")):
+        conf = sim.bridge_conf(name, subnet, capabilities={"deviceID": True, "CNIDeviceInfoFile": True})
+        kube_env.create_nad(name, conf, annotations={"k8s.v1.cni.cncf.io/resourceName": resource})
+    pod = kube_env.create_pod("sriov", networks="vf-a,vf-b")
+    uid = str(pod["metadata"]["uid"])  # type: ignore[index]
+    devices = ["0000:00:02.0", "0000:00:01.0"]
+    checkpoint = kubelet / "device-plugins" / "kubelet_internal_checkpoint"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_text(
+        json.dumps(
+            {
+                "Data": {
+                    "PodDeviceEntries": [
+                        {
+                            "PodUID": uid,
+                            "ContainerName": "app",
+                            "ResourceName": resource,
+                            "DeviceIDs": {"-1": devices},
+                        }
+                    ]
+                },
+                "Checksum": 0,
+            }
+        )
+    )
+    for device in devices:
+        path = Path(deviceinfo.dp_file_path(str(devinfo_dir), resource, device))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"type": "pci", "version": "1.1.0", "pci": {"pci-address": device}}))
+    cid = unique_name("c")
+
+    added = sim.run(
+        "ADD",
+        cl.conf,
+        container_id=cid,
+        netns=pod_ns.path,
+        pod=(cl.ns, "sriov"),
+        extra_args=f"K8S_POD_UID={uid}",
+    )
+    assert added.ok, added
+    status = kube_env.network_status("sriov")
+    assert status is not None
+    # Sorted IDs, one per attachment, in order; the device plugin's info is published.
+    assert [e.get("device-info") for e in status[1:]] == [
+        {"type": "pci", "version": "1.1.0", "pci": {"pci-address": "0000:00:01.0"}},
+        {"type": "pci", "version": "1.1.0", "pci": {"pci-address": "0000:00:02.0"}},
+    ]
+    cached = {
+        entry["ifName"]: entry
+        for entry in (json.loads(Path(p).read_text()) for p in sim.cache_files() if "/results/" in p)
+    }
+    assert cached["net1"]["capabilityArgs"]["deviceID"] == "0000:00:01.0"
+    assert cached["net2"]["capabilityArgs"]["deviceID"] == "0000:00:02.0"
+    cni_files = sorted((devinfo_dir / "devinfo" / "cni").iterdir())
+    assert len(cni_files) == 2
+
+    assert sim.run("DEL", cl.conf, container_id=cid, netns=pod_ns.path, pod=(cl.ns, "sriov")).ok
+    assert list((devinfo_dir / "devinfo" / "cni").iterdir()) == []
+    assert cl.leftovers() == ([], [], [])

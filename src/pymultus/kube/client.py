@@ -179,9 +179,16 @@ class KubeClient:
             query["sendInitialEvents"] = "true"
             query.setdefault("resourceVersionMatch", "NotOlderThan")
         target = self._target(path, query)
-        conn, _status, headers = self._exchange(
+        conn, status, headers = self._exchange(
             "GET", target, None, None, timeout_seconds + _WATCH_READ_MARGIN, dedicated=True
         )
+        if status != 200:
+            try:
+                data = conn.read_body("GET", status, headers)
+            except OSError:
+                data = b""
+            conn.close()
+            raise api_error("GET", target, status, data)
         return WatchStream(conn, headers, target)
 
     # -- generic (``list`` comes last: its name would shadow the builtin in later annotations) --

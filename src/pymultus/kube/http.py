@@ -79,8 +79,9 @@ class Connection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.ssl_context is not None:
                 sock = self.ssl_context.wrap_socket(sock, server_hostname=self.server_hostname)
-        except BaseException:
+        except BaseException as exc:
             sock.close()
+            _close_half_made_ssl_socket(exc)
             raise
         self._sock = sock
         self._buf = b""
@@ -285,3 +286,18 @@ class Connection:
 
     def _read_to_eof(self) -> bytes:
         return b"".join(self._iter_to_eof())
+
+
+def _close_half_made_ssl_socket(exc: BaseException) -> None:
+    """CPython's ``SSLSocket._create`` raises without closing itself when the peer reset the
+    connection before the handshake (``getpeername`` fails with an errno other than ENOTCONN); the
+    half-made socket only lives on in the traceback. Close it instead of leaking the descriptor."""
+    tb = exc.__traceback__
+    while tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        if obj is not None and type(obj).__name__ == "SSLSocket":
+            try:
+                obj.close()
+            except OSError:
+                pass
+        tb = tb.tb_next

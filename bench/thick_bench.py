@@ -178,7 +178,7 @@ def bench_shim_start(samples: int, root: Path) -> list[str]:
             "|---|---|",
             f"| `python -I -S -c pass` | {statistics.median(bare) * 1000:.1f} ms |",
             f"| `multus-shim` VERSION (start + imports) | {statistics.median(version) * 1000:.1f} ms |",
-            f"| `multus-shim` STATUS (start + /readyz + POST /cni) | {statistics.median(status) * 1000:.1f} ms |",
+            f"| `multus-shim` STATUS round trip | {statistics.median(status) * 1000:.1f} ms |",
         ]
     finally:
         setup.close()

@@ -326,7 +326,8 @@ def _b64(obj: dict[str, object], key: str, where: str) -> bytes | None:
     if value is None:
         return None
     try:
-        return binascii.a2b_base64(value.encode("ascii"))
+        compact = "".join(value.split())  # wrapped base64 (e.g. from a YAML block) is fine
+        return binascii.a2b_base64(compact.encode("ascii"), strict_mode=True)
     except (binascii.Error, UnicodeEncodeError) as exc:
         raise InvalidConfig(f"{key} in {where} is not valid base64") from exc
 

@@ -15,9 +15,7 @@ first failing delegate's own code. A repeated DEL succeeds.
 
 from __future__ import annotations
 
-from pymultus.attach.devices import remove_device_info
 from pymultus.attach.model import Attachment
-from pymultus.attach.resolve import resolve
 from pymultus.attach.runtime import runtime_conf
 from pymultus.cni import cache as result_cache
 from pymultus.cni import netconf
@@ -49,7 +47,10 @@ def delete(call: Call) -> None:
                 continue
             call.log("error", f"DEL of {attachment.name} ({attachment.ifname}) failed: {exc.msg}")
             failures.append((attachment, exc))
-        remove_device_info(attachment)
+        if attachment.device_info_file:
+            from pymultus.attach.devices import remove_device_info
+
+            remove_device_info(attachment)
 
     if failures and call.conf.retry_delete_on_error:
         kept = [attachment for attachment in attachments if any(attachment is f for f, _ in failures)]
@@ -84,6 +85,8 @@ def _attachments_to_delete(call: Call) -> tuple[list[Attachment], bool]:
     pod = call.load_pod() if call.deps.pods is not None else None
     if pod is None and call.conf.cluster_network == "" and not call.conf.delegates:
         return [], False
+    from pymultus.attach.resolve import resolve
+
     try:
         resolution = resolve(
             call.conf,

@@ -1,15 +1,13 @@
 """The one entry of the attach layer: thin plugin, thick daemon and CLI all call these.
 
-``handle`` runs a pod-level command; the ``*_delegate`` functions serve the daemon's
-``/delegate`` hot-plug API (one network for a running pod, without touching network-status).
+``handle`` runs a pod-level command; ``handle_delegate`` serves the daemon's ``/delegate``
+hot-plug API (one network for a running pod, without touching network-status). Each command
+imports only the use case it runs: the CNI executables start twice per pod.
 """
 
 from __future__ import annotations
 
-from pymultus.attach.add import add
 from pymultus.attach.context import Call, Deps
-from pymultus.attach.delete import delete
-from pymultus.attach.maintenance import check, gc, status
 from pymultus.attach.model import Attachment
 from pymultus.attach.runtime import runtime_conf
 from pymultus.cni import netconf, spec
@@ -22,7 +20,7 @@ if TYPE_CHECKING:
     from pymultus.cni.request import CniRequest
     from pymultus.config.multus import MultusConf
 
-__all__ = ["Deps", "add_delegate", "check_delegate", "del_delegate", "handle", "status_delegate"]
+__all__ = ["Deps", "handle", "handle_delegate"]
 
 
 def handle(request: CniRequest, config: MultusConf, deps: Deps) -> dict[str, object] | None:
@@ -30,20 +28,49 @@ def handle(request: CniRequest, config: MultusConf, deps: Deps) -> dict[str, obj
     call = Call(request, config, deps)
     command = request.command
     if command == spec.ADD:
+        from pymultus.attach.add import add
+
         return add(call)
     if command == spec.DEL:
+        from pymultus.attach.delete import delete
+
         delete(call)
         return None
-    if command == spec.CHECK:
-        check(call)
-        return None
-    if command == spec.STATUS:
-        status(call)
-        return None
-    if command == spec.GC:
-        gc(call)
+    if command in (spec.CHECK, spec.STATUS, spec.GC):
+        from pymultus.attach import maintenance
+
+        {spec.CHECK: maintenance.check, spec.STATUS: maintenance.status, spec.GC: maintenance.gc}[command](
+            call
+        )
         return None
     raise InvalidEnvironment(f'CNI_COMMAND "{command}" is not handled by multus')
+
+
+def handle_delegate(
+    request: CniRequest,
+    config: MultusConf,
+    deps: Deps,
+    delegate_conf: bytes,
+    interface_attributes: Mapping[str, object],
+) -> dict[str, object] | None:
+    """Run ADD/DEL/CHECK/STATUS of one delegate for a running pod; returns the ADD result."""
+    call = Call(request, config, deps)
+    attachment = _delegate_attachment(request, delegate_conf, interface_attributes)
+    cni = call.cni()
+    command = request.command
+    if command == spec.STATUS:
+        cni.get_status_network_list(attachment.network)
+        return None
+    rt = runtime_conf(request, config, call.pod_ref, attachment)
+    if command == spec.ADD:
+        return cni.add_network_list(attachment.network, rt).to_version(config.cni_version)
+    if command == spec.DEL:
+        cni.del_network_list(attachment.network, rt)
+        return None
+    if command == spec.CHECK:
+        cni.check_network_list(attachment.network, rt)
+        return None
+    raise InvalidEnvironment(f'CNI_COMMAND "{command}" is not supported by the delegate API')
 
 
 def _delegate_attachment(
@@ -60,54 +87,3 @@ def _delegate_attachment(
         attachment.capability_args["mac"] = mac
         attachment.cni_args.append(("MAC", mac))
     return attachment
-
-
-def add_delegate(
-    request: CniRequest,
-    config: MultusConf,
-    deps: Deps,
-    delegate_conf: bytes,
-    interface_attributes: Mapping[str, object],
-) -> dict[str, object]:
-    call = Call(request, config, deps)
-    attachment = _delegate_attachment(request, delegate_conf, interface_attributes)
-    result = call.cni().add_network_list(
-        attachment.network, runtime_conf(request, config, call.pod_ref, attachment)
-    )
-    return result.to_version(config.cni_version)
-
-
-def del_delegate(
-    request: CniRequest,
-    config: MultusConf,
-    deps: Deps,
-    delegate_conf: bytes,
-    interface_attributes: Mapping[str, object],
-) -> None:
-    call = Call(request, config, deps)
-    attachment = _delegate_attachment(request, delegate_conf, interface_attributes)
-    call.cni().del_network_list(attachment.network, runtime_conf(request, config, call.pod_ref, attachment))
-
-
-def check_delegate(
-    request: CniRequest,
-    config: MultusConf,
-    deps: Deps,
-    delegate_conf: bytes,
-    interface_attributes: Mapping[str, object],
-) -> None:
-    call = Call(request, config, deps)
-    attachment = _delegate_attachment(request, delegate_conf, interface_attributes)
-    call.cni().check_network_list(attachment.network, runtime_conf(request, config, call.pod_ref, attachment))
-
-
-def status_delegate(
-    request: CniRequest,
-    config: MultusConf,
-    deps: Deps,
-    delegate_conf: bytes,
-    interface_attributes: Mapping[str, object],
-) -> None:
-    call = Call(request, config, deps)
-    network = netconf.load_bytes(delegate_conf)
-    call.cni().get_status_network_list(network)

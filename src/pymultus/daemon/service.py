@@ -199,17 +199,9 @@ class CniService:
             "delegates": [delegate],
         }
         conf = parse_multus_conf(jsonio.dumpb(base), overrides=self.overrides)
-        handlers = {
-            "ADD": engine.add_delegate,
-            "DEL": engine.del_delegate,
-            "CHECK": engine.check_delegate,
-            "STATUS": engine.status_delegate,
-        }
-        handler = handlers.get(command)
-        if handler is None:
+        if command not in ("ADD", "DEL", "CHECK", "STATUS"):
             raise InvalidEnvironment(f"CNI_COMMAND {command} is not supported by /delegate")
-        result: dict[str, object] | None = handler(request, conf, self._deps(env), stdin, attributes)
-        return result
+        return engine.handle_delegate(request, conf, self._deps(env), stdin, attributes)
 
 
 def _convert(result: dict[str, object], source: str, target: str) -> dict[str, object]:

@@ -1,0 +1,217 @@
+"""Thin mode: ADD+DEL through the real ``multus`` executable vs the same delegates called directly.
+
+    sudo .venv/bin/python bench/thin_bench.py [--samples 40] [--sizes 1,2,4] [--modes plain,kube]
+
+Method (DESIGN "Performance targets"): one sample = ADD then DEL of a pod with N attachments,
+fresh netns and container ID each time, 0.1 s pause after deleting the netns; the floor (the same N
+bridge+host-local delegates exec'd by the harness in the same order, DEL in reverse) and
+``multus`` are interleaved round by round; the report gives the median ms added over the floor.
+
+Modes:
+* ``plain``: no Kubernetes, the N networks are the conf's ``delegates`` (Go Multus: +31/+27/+25 ms);
+* ``kube``: the fake API server on loopback (HTTPS, bearer token); the cluster network is a conf
+  file and the pod's annotation names N-1 NADs; ADD GETs the pod and the NADs, writes
+  network-status on ``pods/status`` and posts an event per interface (Go Multus: +58/+62/+62 ms).
+Also measured: the cold start of the ``multus`` executable with the Kubernetes path loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "src")]
+
+from bench.harness import (  # noqa: E402
+    RESULTS_DIR,
+    Candidate,
+    CycleContext,
+    check_samples,
+    common_arguments,
+    run_comparison,
+)
+
+from pymultus.cli.launcher import default_python, default_sys_path, write_launcher  # noqa: E402
+
+PLUGIN_DIR = "/usr/lib/cni"
+
+
+class Node:
+    def __init__(self, root: Path, size: int, kube: object | None) -> None:
+        self.root = root
+        self.size = size
+        self.bin = root / "bin"
+        self.multus = str(self.bin / "multus")
+        write_launcher(
+            self.multus,
+            entry_module="pymultus.cli.thin",
+            python=default_python(),
+            sys_path=default_sys_path(),
+        )
+        self.bridges = [f"pmtb{os.getpid() % 10000}x{index}" for index in range(size)]
+        self.delegates = [
+            {
+                "cniVersion": "1.0.0",
+                "name": f"net{index}",
+                "type": "bridge",
+                "bridge": bridge,
+                "ipam": {
+                    "type": "host-local",
+                    "subnet": f"10.232.{index}.0/24",
+                    "dataDir": str(root / "ipam"),
+                },
+            }
+            for index, bridge in enumerate(self.bridges)
+        ]
+        conf: dict[str, object] = {
+            "cniVersion": "1.0.0",
+            "name": "multus-cni-network",
+            "type": "multus",
+            "cniDir": str(root / "cache"),
+            "binDir": PLUGIN_DIR,
+        }
+        self.pod_args = ""
+        if kube is None:
+            conf["delegates"] = self.delegates
+        else:
+            cluster = root / "10-cluster.conf"
+            cluster.write_text(json.dumps(self.delegates[0]))
+            conf["clusterNetwork"] = str(cluster)
+            conf["kubeconfig"] = str(kube.write_kubeconfig(root / "kubeconfig"))  # type: ignore[attr-defined]
+            kube.create_namespace("bench")  # type: ignore[attr-defined]
+            names = []
+            for delegate in self.delegates[1:]:
+                kube.create_nad("bench", str(delegate["name"]), json.dumps(delegate))  # type: ignore[attr-defined]
+                names.append(str(delegate["name"]))
+            annotations = {"k8s.v1.cni.cncf.io/networks": ",".join(names)} if names else {}
+            kube.create_pod("bench", "web", annotations=annotations)  # type: ignore[attr-defined]
+            self.pod_args = ";K8S_POD_NAMESPACE=bench;K8S_POD_NAME=web"
+        self.conf = json.dumps(conf).encode()
+
+    def env(self, command: str, ctx: CycleContext, ifname: str = "eth0") -> dict[str, str]:
+        return {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": ctx.container_id,
+            "CNI_NETNS": ctx.netns_path,
+            "CNI_IFNAME": ifname,
+            "CNI_PATH": PLUGIN_DIR,
+            "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_INFRA_CONTAINER_ID={ctx.container_id}{self.pod_args}",
+        }
+
+    def through_multus(self, ctx: CycleContext) -> None:
+        for command in ("ADD", "DEL"):
+            proc = subprocess.run(
+                [self.multus], input=self.conf, env=self.env(command, ctx), capture_output=True, check=False
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"multus {command} failed: {proc.stdout!r} {proc.stderr!r}")
+
+    def floor(self, ctx: CycleContext) -> None:
+        names = ["eth0"] + [f"net{index}" for index in range(1, self.size)]
+        for delegate, ifname in zip(self.delegates, names, strict=True):
+            self._exec("ADD", delegate, self.env("ADD", ctx, ifname))
+        for delegate, ifname in reversed(list(zip(self.delegates, names, strict=True))):
+            self._exec("DEL", delegate, self.env("DEL", ctx, ifname))
+
+    def _exec(self, command: str, delegate: dict[str, object], env: dict[str, str]) -> None:
+        proc = subprocess.run(
+            [f"{PLUGIN_DIR}/bridge"],
+            input=json.dumps(delegate).encode(),
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"bridge {command} failed: {proc.stdout!r}")
+
+    def cleanup(self) -> None:
+        for bridge in self.bridges:
+            subprocess.run(["ip", "link", "delete", bridge], check=False, capture_output=True)
+
+
+def start_cost(samples: int) -> str:
+    """Cold start of the executable's code paths in fresh ``python -IS`` processes."""
+    python = default_python()
+    path = repr(default_sys_path())
+    variants: dict[str, str] = {
+        "interpreter alone (`python3 -IS -c pass`)": "pass",
+        "`multus` entry (thin plugin, no Kubernetes)": "from pymultus.cli.thin import main",
+        "`multus` entry + Kubernetes path (client, kubeconfig, ssl)": (
+            "from pymultus.cli.thin import main; from pymultus.attach import service; "
+            "from pymultus.kube import auth, client, pods; import ssl; ssl.create_default_context()"
+        ),
+    }
+    timings: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(samples):
+        for name, code in variants.items():
+            started = time.perf_counter()
+            subprocess.run([python, "-IS", "-c", f"import sys; sys.path[:0] = {path}; {code}"], check=True)
+            timings[name].append((time.perf_counter() - started) * 1000)
+    lines = [
+        f"### Start cost of the `multus` executable (cold process, median of {samples} interleaved runs)",
+        "",
+        "| what runs | median ms | min ms |",
+        "|---|---:|---:|",
+    ]
+    for name, values in timings.items():
+        lines.append(f"| {name} | {statistics.median(values):.1f} | {min(values):.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = common_arguments(__doc__.splitlines()[0] if __doc__ else "thin bench", default_samples=40)
+    parser.add_argument("--sizes", default="1,2,4", help="attachments per pod, comma-separated")
+    parser.add_argument("--modes", default="plain,kube", help="plain and/or kube")
+    args = parser.parse_args(argv)
+    check_samples(args.samples)
+    sizes = [int(size) for size in args.sizes.split(",")]
+    modes = args.modes.split(",")
+    for mode in modes:
+        for size in sizes:
+            _run(mode, size, args.samples, args.warmup)
+    text = start_cost(max(30, args.samples))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "thin-start.md").write_text(text)
+    print(text)
+    return 0
+
+
+def _run(mode: str, size: int, samples: int, warmup: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="pymultus-thin-bench-") as tmp:
+        fake = None
+        if mode == "kube":
+            from tests.fakeapi.certs import Pki
+            from tests.fakeapi.server import FakeApiServer
+
+            (Path(tmp) / "pki").mkdir()
+            (Path(tmp) / "api").mkdir()
+            fake = FakeApiServer(Path(tmp) / "api", pki=Pki(Path(tmp) / "pki")).start()
+        node = Node(Path(tmp), size, fake)
+        label = "no Kubernetes, delegates in the conf" if mode == "plain" else "fake API server on loopback"
+        cycle: Callable[[CycleContext], None] = node.through_multus
+        try:
+            run_comparison(
+                f"thin-{mode}-{size}",
+                title=f"thin `multus`, {size} attachment(s), {label}",
+                floor=Candidate(f"floor: {size} bridge delegate(s) exec'd directly", node.floor),
+                candidates=[Candidate("`multus` executable (python -IS launcher)", cycle)],
+                samples=samples,
+                warmup=warmup,
+            )
+        finally:
+            node.cleanup()
+            if fake is not None:
+                fake.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

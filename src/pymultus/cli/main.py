@@ -14,15 +14,24 @@ from collections.abc import Sequence
 
 # Module names under pymultus.cli, in the order --help lists them.
 SUBCOMMAND_MODULES = ("cnitool", "plugin_install", "daemon_cmd", "installer")
+# Which module registers each sub-command: only that one is imported to run it.
+SUBCOMMANDS = {
+    "cni": "cnitool",
+    "install-plugin": "plugin_install",
+    "daemon": "daemon_cmd",
+    "healthcheck": "daemon_cmd",
+    "install": "installer",
+    "uninstall": "installer",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = SUBCOMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pymultus",
         description="A Multus-compatible meta CNI plugin: several network interfaces per pod.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in SUBCOMMAND_MODULES:
+    for name in modules:
         try:
             module = importlib.import_module(f"pymultus.cli.{name}")
         except ModuleNotFoundError as exc:
@@ -34,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    module = SUBCOMMANDS.get(arguments[0]) if arguments else None
+    args = build_parser((module,) if module else SUBCOMMAND_MODULES).parse_args(arguments)
     handler = args.handler
     return int(handler(args))
 

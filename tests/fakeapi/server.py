@@ -306,9 +306,6 @@ class _HttpServer(ThreadingHTTPServer):
             _abort(request)
             return
         try:
-            # Go's net/http sets TCP_NODELAY; without it the headers-then-body writes meet the
-            # client's delayed ACK and every answer takes 40 ms.
-            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             request.settimeout(10)
             conn = api.ssl_context.wrap_socket(request, server_side=True)
             conn.settimeout(None)

@@ -325,3 +325,29 @@ def test_bad_inputs_give_code_7_and_leave_nothing_behind(
     assert set(pod_ns.links()) == {"lo"}
     _assert_nothing_left(sim)
     assert sim.run("DEL", conf, container_id=cid, netns=pod_ns.path, pod=("default", "bad")).ok
+
+
+@pytest.mark.parametrize("kind", ["ipvlan", "vlan"])
+def test_kernel_dependent_delegates_when_the_kernel_has_them(sim: Node, pod_ns: Netns, kind: str) -> None:
+    from tests.support.netns import kernel_has
+
+    if not kernel_has(kind):
+        pytest.skip(f"the {kind} kernel module is absent on this machine; the delegate cannot create links")
+    cluster = _cluster(sim)
+    with veth_parent() as parent:
+        conf: dict[str, object] = {
+            "cniVersion": "1.0.0",
+            "type": kind,
+            "master": parent,
+            "ipam": {"type": "host-local", "subnet": "10.41.0.0/24", "dataDir": str(sim.ipam_dir)},
+        }
+        if kind == "vlan":
+            conf["vlanId"] = 42
+        sim.add_nad("kd", conf)
+        sim.add_pod("kernel", networks="kd")
+        multus = sim.multus_conf(clusterNetwork=str(cluster))
+        cid = unique_name("c")
+        assert sim.run("ADD", multus, container_id=cid, netns=pod_ns.path, pod=("default", "kernel")).ok
+        assert pod_ns.addresses("net1")[0].startswith("10.41.0.")
+        assert sim.run("DEL", multus, container_id=cid, netns=pod_ns.path, pod=("default", "kernel")).ok
+    _assert_nothing_left(sim)

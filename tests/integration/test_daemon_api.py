@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -216,27 +218,45 @@ def test_readyz_fails_while_draining(tmp_path: Path) -> None:
 
 
 def test_refuses_to_start_unless_root(tmp_path: Path) -> None:
-    config = tmp_path / "daemon-config.json"
-    config.write_text(json.dumps({"cniVersion": "0.3.1"}))
-    proc = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            sys.executable,
-            "-m",
-            "pymultus",
-            "daemon",
-            "--config",
-            str(config),
-        ],
-        env={"PYTHONPATH": REPO_SRC, "PATH": os.environ["PATH"]},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 1
+    # The unprivileged user must be able to read the interpreter and the package: the checkout
+    # (and pytest's tmp_path) may sit in a 0700 directory, so use the system interpreter and a
+    # world-readable copy of the package.
+    readable = Path(tempfile.mkdtemp(prefix="pymultus-nonroot-"))
+    try:
+        readable.chmod(0o755)
+        shutil.copytree(Path(REPO_SRC) / "pymultus", readable / "pymultus")
+        for path in readable.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        config = readable / "daemon-config.json"
+        config.write_text(json.dumps({"cniVersion": "0.3.1"}))
+        config.chmod(0o644)
+        code = (
+            f"import sys; sys.path.insert(0, {str(readable)!r}); "
+            "from pymultus.cli.main import main; sys.exit(main())"
+        )
+        proc = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                os.path.realpath("/usr/bin/python3"),
+                "-I",
+                "-c",
+                code,
+                "daemon",
+                "--config",
+                str(config),
+            ],
+            env={"PATH": os.environ["PATH"]},
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd="/",
+        )
+    finally:
+        shutil.rmtree(readable, ignore_errors=True)
+    assert proc.returncode == 1, proc.stderr
     assert "must run as root" in proc.stderr
 
 

@@ -114,7 +114,8 @@ def test_watch_cut_and_410_converge(kube_node) -> None:
     lists_before = node.daemon.stats()["caches"]["pods"]["lists"]
 
     # 1. The server cuts every watch mid-stream: the informer reconnects from its resourceVersion.
-    assert api.cut_watches() >= 1
+    # The informer opens its watch right after the first sync; cut it as soon as it exists.
+    wait_until(lambda: api.cut_watches() >= 1, what="an open watch to cut")
     api.create_pod("default", "after-cut")
     wait_until(lambda: node.daemon.stats()["caches"]["pods"]["objects"] == 1, what="pod after a cut")
     assert node.daemon.stats()["caches"]["pods"]["lists"] == lists_before  # no re-list needed

@@ -132,7 +132,7 @@ class DelegateTimeout(TryAgainLater):
 
 
 class KubeError(MultusError):
-    """The Kubernetes API answered with an error; translated in one place, ``kube.http``."""
+    """The Kubernetes API answered with an error; translated in one place, ``kube.client.api_error``."""
 
     def __init__(self, msg: str, *, details: str = "", status: int = 0, reason: str = "") -> None:
         super().__init__(msg, details=details)

@@ -5,28 +5,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.kube import KubeEnv
-from tests.support.netns import Netns, netns, unique_name
-from tests.support.node import Answer, Node, node
+from tests.support.netns import Netns, unique_name
+from tests.support.node import Answer, Node
 
 pytestmark = pytest.mark.netns
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Node]:
-    with node(tmp_path) as simulated:
-        yield simulated
-
-
-@pytest.fixture
-def pod_ns() -> Iterator[Netns]:
-    with netns("pmk") as ns:
-        yield ns
 
 
 class Cluster:

@@ -7,27 +7,14 @@ failed ADD) leaves no link, host-local lease or cache file behind.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.netns import Netns, netns, unique_name, veth_parent
-from tests.support.node import Node, node
+from tests.support.node import Node
 
 pytestmark = pytest.mark.netns
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Node]:
-    with node(tmp_path) as simulated:
-        yield simulated
-
-
-@pytest.fixture
-def pod_ns() -> Iterator[Netns]:
-    with netns("pmt") as ns:
-        yield ns
 
 
 def _cluster(sim: Node, subnet: str = "10.88.0.0/24") -> Path:

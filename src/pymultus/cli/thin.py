@@ -25,7 +25,7 @@ def _handler(env: Mapping[str, str]) -> object:
         from pymultus.config.multus import parse_multus_conf
 
         conf = parse_multus_conf(request.config)
-        return handle(request, conf, build_deps(conf, env))
+        return handle(request, conf, build_deps(conf, env, command=request.command))
 
     return run
 

@@ -13,16 +13,21 @@ from pymultus.cni.invoke import PluginExecutor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from pymultus.attach.model import PodRef
-    from pymultus.attach.ports import PodSource
+    from pymultus.attach.ports import KubeObject, PodSource
     from pymultus.config.multus import MultusConf
     from pymultus.kube.devices import DeviceAllocator
 
 
 def build_deps(
-    conf: MultusConf, env: Mapping[str, str], *, component: str = "multus", with_pods: bool = True
+    conf: MultusConf,
+    env: Mapping[str, str],
+    *,
+    component: str = "multus",
+    with_pods: bool = True,
+    command: str = "",
 ) -> Deps:
     from pymultus.netns.ops import Netns
 
@@ -32,7 +37,7 @@ def build_deps(
     pods: PodSource | None = None
     placeholder = True
     if with_pods:
-        pods, placeholder = _pod_source(conf, env, log)
+        pods, placeholder = _pod_source(conf, env, command)
     return Deps(
         device_allocator=_kubelet_devices(conf),
         device_info_dir=conf.device_info_dir,
@@ -63,16 +68,50 @@ def _kubelet_devices(conf: MultusConf) -> Callable[[PodRef], DeviceAllocator]:
     return allocator
 
 
-def _pod_source(conf: MultusConf, env: Mapping[str, str], log: object) -> tuple[PodSource | None, bool]:
+def _pod_source(conf: MultusConf, env: Mapping[str, str], command: str) -> tuple[PodSource | None, bool]:
     if conf.kubeconfig or (env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT")):
-        from pymultus.kube import auth
-        from pymultus.kube.client import KubeClient
-        from pymultus.kube.pods import ApiPodSource
-
-        credentials = auth.load_kubeconfig(conf.kubeconfig) if conf.kubeconfig else auth.load_in_cluster(env)
-        return ApiPodSource(KubeClient(credentials)), True
+        # DEL does not wait for a pod to appear (Go Multus returns on NotFound at once).
+        wait = 0.0 if command == "DEL" else 2.5
+        return LazyPodSource(lambda: _api_pod_source(conf, env, wait)), True
     if conf.manifests_dir:
         from pymultus.kube.manifests import ManifestPodSource
 
         return ManifestPodSource(conf.manifests_dir), False
     return None, True
+
+
+def _api_pod_source(conf: MultusConf, env: Mapping[str, str], wait: float) -> PodSource:
+    from pymultus.kube import auth
+    from pymultus.kube.client import KubeClient
+    from pymultus.kube.pods import ApiPodSource
+
+    credentials = auth.load_kubeconfig(conf.kubeconfig) if conf.kubeconfig else auth.load_in_cluster(env)
+    return ApiPodSource(KubeClient(credentials), wait_timeout=wait)
+
+
+class LazyPodSource:
+    """Builds the API client on first use: a DEL served from the cache never loads ``ssl``, the
+    client or the kubeconfig (so a broken kubeconfig cannot block the release of a pod)."""
+
+    __slots__ = ("_factory", "_source")
+
+    def __init__(self, factory: Callable[[], PodSource]) -> None:
+        self._factory = factory
+        self._source: PodSource | None = None
+
+    def _get(self) -> PodSource:
+        if self._source is None:
+            self._source = self._factory()
+        return self._source
+
+    def get_pod(self, namespace: str, name: str, *, uid: str | None) -> KubeObject | None:
+        return self._get().get_pod(namespace, name, uid=uid)
+
+    def get_network_attachment(self, namespace: str, name: str) -> KubeObject | None:
+        return self._get().get_network_attachment(namespace, name)
+
+    def write_network_status(self, pod: KubeObject, status: Sequence[Mapping[str, object]]) -> None:
+        self._get().write_network_status(pod, status)
+
+    def record_event(self, pod: KubeObject, *, kind: str, reason: str, message: str) -> None:
+        self._get().record_event(pod, kind=kind, reason=reason, message=message)

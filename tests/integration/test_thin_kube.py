@@ -319,3 +319,16 @@ def test_device_plugin_ids_reach_the_delegates_and_the_status(
     assert sim.run("DEL", cl.conf, container_id=cid, netns=pod_ns.path, pod=(cl.ns, "sriov")).ok
     assert list((devinfo_dir / "devinfo" / "cni").iterdir()) == []
     assert cl.leftovers() == ([], [], [])
+
+
+def test_del_from_the_cache_needs_no_working_kubeconfig(sim: Node, kube_env: KubeEnv, pod_ns: Netns) -> None:
+    cl = Cluster(sim, kube_env)
+    cl.nad("alpha", "10.10.1.0/24")
+    kube_env.create_pod("keyless", networks="alpha")
+    cid = unique_name("c")
+    assert cl.run("ADD", "keyless", cid, pod_ns.path).ok
+    broken = dict(cl.conf, kubeconfig=str(sim.root / "no-such-kubeconfig"))
+    deleted = sim.run("DEL", broken, container_id=cid, netns=pod_ns.path, pod=(cl.ns, "keyless"))
+    assert deleted.ok, deleted
+    assert set(pod_ns.links()) == {"lo"}
+    assert cl.leftovers() == ([], [], [])

@@ -332,3 +332,16 @@ def test_del_from_the_cache_needs_no_working_kubeconfig(sim: Node, kube_env: Kub
     assert deleted.ok, deleted
     assert set(pod_ns.links()) == {"lo"}
     assert cl.leftovers() == ([], [], [])
+
+
+def test_pod_missing_on_add_gets_multus_empty_result_without_delegates(
+    sim: Node, kube_env: KubeEnv, pod_ns: Netns
+) -> None:
+    cl = Cluster(sim, kube_env)
+    cid = unique_name("c")
+    added = cl.run("ADD", "never-created", cid, pod_ns.path)
+    assert added.ok, added
+    assert added.json["ips"] == [{"address": "0.0.0.0/0", "gateway": "0.0.0.0"}]
+    assert set(pod_ns.links()) == {"lo"}
+    assert cl.run("DEL", "never-created", cid, pod_ns.path).ok
+    assert cl.leftovers() == ([], [], [])

@@ -338,3 +338,29 @@ def test_kernel_dependent_delegates_when_the_kernel_has_them(sim: Node, pod_ns: 
         assert pod_ns.addresses("net1")[0].startswith("10.41.0.")
         assert sim.run("DEL", multus, container_id=cid, netns=pod_ns.path, pod=("default", "kernel")).ok
     _assert_nothing_left(sim)
+
+
+def test_readiness_indicator_missing_is_try_again_later_and_present_is_fine(sim: Node, pod_ns: Netns) -> None:
+    cluster = _cluster(sim)
+    indicator = sim.root / "ready"
+    conf = sim.multus_conf(
+        clusterNetwork=str(cluster), readinessindicatorfile=str(indicator), readinessTimeout=0.5
+    )
+    cid = unique_name("c")
+    waited = sim.run("ADD", conf, container_id=cid, netns=pod_ns.path)
+    assert waited.error_code == 11, waited
+    assert str(indicator) in str(waited.json["msg"])
+    assert set(pod_ns.links()) == {"lo"}
+    status = sim.run("STATUS", conf, container_id="", ifname="")
+    assert status.error_code == 11, status
+    indicator.write_text("ok")
+    assert sim.run("ADD", conf, container_id=cid, netns=pod_ns.path).ok
+    assert sim.run("STATUS", conf, container_id="", ifname="").ok
+    assert sim.run("DEL", conf, container_id=cid, netns=pod_ns.path).ok
+    _assert_nothing_left(sim)
+
+
+def test_version_answers_every_supported_version(sim: Node) -> None:
+    answer = sim.run("VERSION", {"cniVersion": "0.4.0"}, container_id="")
+    assert answer.ok, answer
+    assert answer.json["supportedVersions"] == ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]

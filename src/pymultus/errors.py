@@ -22,20 +22,6 @@ PLUGIN_NOT_AVAILABLE = 50
 PLUGIN_NOT_AVAILABLE_LIMITED_CONNECTIVITY = 51
 INTERNAL = 999
 
-ERROR_CODES = (
-    INCOMPATIBLE_CNI_VERSION,
-    UNSUPPORTED_FIELD,
-    UNKNOWN_CONTAINER,
-    INVALID_ENVIRONMENT,
-    IO_FAILURE,
-    DECODING_FAILURE,
-    INVALID_NETWORK_CONFIG,
-    TRY_AGAIN_LATER,
-    PLUGIN_NOT_AVAILABLE,
-    PLUGIN_NOT_AVAILABLE_LIMITED_CONNECTIVITY,
-    INTERNAL,
-)
-
 
 class MultusError(Exception):
     """Base for every error raised on purpose; ``code`` is the CNI code the runtime sees.
@@ -65,10 +51,6 @@ class MultusError(Exception):
 
 class IncompatibleVersion(MultusError):
     code = INCOMPATIBLE_CNI_VERSION
-
-
-class UnsupportedField(MultusError):
-    code = UNSUPPORTED_FIELD
 
 
 class UnknownContainer(MultusError):
@@ -121,10 +103,6 @@ class TryAgainLater(MultusError):
 
 class DefaultNetworkNotReady(TryAgainLater):
     """The readiness-indicator file of the default network did not appear in time."""
-
-
-class DaemonUnavailable(TryAgainLater):
-    """The shim cannot reach the daemon, or the daemon is not ready."""
 
 
 class DelegateTimeout(TryAgainLater):

@@ -45,13 +45,12 @@ CAPABILITY_REQUESTS = (
 
 
 class Resolution:
-    """The attachments of one pod plus the problems worth an event (warnings)."""
+    """The attachments of one pod, in order."""
 
-    __slots__ = ("attachments", "warnings")
+    __slots__ = ("attachments",)
 
     def __init__(self) -> None:
         self.attachments: list[Attachment] = []
-        self.warnings: list[str] = []
 
 
 def resolve(

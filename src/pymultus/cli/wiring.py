@@ -32,7 +32,11 @@ def build_deps(
     from pymultus.netns.ops import Netns
 
     log = make_logger(
-        level=conf.log_level, log_file=conf.log_file, to_stderr=conf.log_to_stderr, component=component
+        level=conf.log_level,
+        log_file=conf.log_file,
+        to_stderr=conf.log_to_stderr,
+        component=component,
+        options=conf.log_options,
     )
     pods: PodSource | None = None
     placeholder = True

@@ -11,8 +11,9 @@ A token file is **re-read on every request**: kubelet rotates projected service-
 (and the Multus installer rewrites its kubeconfig token), so a token cached at start-up would
 expire under a long-running daemon (multus#852).
 
-Hot path: standard library only; ``ssl`` is imported when the first connection is made, PyYAML
-only for a kubeconfig that is not JSON. The entry point passes the environment in.
+Hot path: standard library only; the TLS context is built (with ``_ssl``, see
+:mod:`pymultus.kube.http`) when the first connection is made, PyYAML is imported only for a
+kubeconfig that is not JSON. The entry point passes the environment in.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import os
 
 from pymultus import jsonio
 from pymultus.errors import InvalidConfig, InvalidEnvironment, IOFailure
+from pymultus.kube import http
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import ssl
     from collections.abc import Mapping
+
+    from pymultus.kube.http import TlsContext
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -83,6 +86,10 @@ class Credentials:
         self.ca_file = ca_file
         self.ca_data = ca_data
         self.insecure = insecure
+        if tls_server_name is not None and (not tls_server_name or tls_server_name.startswith(".")):
+            # OpenSSL would refuse it at the first connection, as a ValueError, not a config error.
+            where = source or server
+            raise InvalidConfig(f"tls-server-name {tls_server_name!r} in {where} is not a host name")
         self.tls_server_name = tls_server_name
         self.client_cert_file = client_cert_file
         self.client_key_file = client_key_file
@@ -94,7 +101,7 @@ class Credentials:
         self.password = password
         self.namespace = namespace
         self.source = source or server
-        self._ssl_context: ssl.SSLContext | None = None
+        self._ssl_context: TlsContext | None = None
 
     def authorization(self) -> str | None:
         """The ``Authorization`` header value for the next request (token file re-read each time)."""
@@ -117,7 +124,7 @@ class Credentials:
             return "Basic " + binascii.b2a_base64(raw, newline=False).decode("ascii")
         return None
 
-    def ssl_context(self) -> ssl.SSLContext | None:
+    def ssl_context(self) -> TlsContext | None:
         """The TLS settings (built once, on first use); None for an ``http://`` server."""
         if self.scheme != "https":
             return None
@@ -125,26 +132,28 @@ class Credentials:
             self._ssl_context = self._build_ssl_context()
         return self._ssl_context
 
-    def _build_ssl_context(self) -> ssl.SSLContext:
-        import ssl
-
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    def _build_ssl_context(self) -> TlsContext:
+        try:
+            ctx = http.tls_client_context()  # verification of chain and host name/IP: on
+        except ImportError as exc:  # a Python built without OpenSSL
+            raise InvalidConfig(
+                f"{self.server} from {self.source} needs TLS, which this Python lacks"
+            ) from exc
         try:
             if self.insecure:
                 ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
+                ctx.verify_mode = http.CERT_NONE
             elif self.ca_data is not None:
                 ctx.load_verify_locations(cadata=self.ca_data.decode("ascii", "replace"))
             elif self.ca_file:
                 ctx.load_verify_locations(cafile=self.ca_file)
             else:
-                ctx.load_default_certs()
+                ctx.set_default_verify_paths()  # what ssl's load_default_certs does on Linux
             if self.client_cert_data is not None or self.client_key_data is not None:
                 _load_cert_chain_from_memory(ctx, self.client_cert_data, self.client_key_data)
             elif self.client_cert_file:
                 ctx.load_cert_chain(self.client_cert_file, self.client_key_file or None)
-        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        except (OSError, ValueError) as exc:  # SSLError is an OSError
             raise InvalidConfig(
                 f"TLS settings for the Kubernetes API from {self.source} are unusable: {exc}"
             ) from exc
@@ -332,8 +341,8 @@ def _b64(obj: dict[str, object], key: str, where: str) -> bytes | None:
         raise InvalidConfig(f"{key} in {where} is not valid base64") from exc
 
 
-def _load_cert_chain_from_memory(ctx: ssl.SSLContext, cert: bytes | None, key: bytes | None) -> None:
-    """``ssl`` loads client certificates from files only: write them to a private directory
+def _load_cert_chain_from_memory(ctx: TlsContext, cert: bytes | None, key: bytes | None) -> None:
+    """OpenSSL (through ``_ssl``) loads client certificates from files only: write them to a private directory
     (0700, files 0600, in /dev/shm when available so the key never touches a disk) and remove it
     as soon as OpenSSL has read them."""
     if cert is None or key is None:

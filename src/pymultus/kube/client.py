@@ -10,6 +10,11 @@ Failures become ``pymultus.errors`` classes in exactly one place, :func:`api_err
 422 (and 400) KubeInvalid, 429 / 5xx / connection errors KubeUnavailable (CNI code 11) once the
 retries are spent. Retries use exponential back-off with jitter, honour ``Retry-After`` and take an
 injectable ``sleep`` so tests never really wait.
+
+A write whose answer nobody waits for (an Event) can be sent with :meth:`KubeClient.send_deferred`:
+its answer is read just before the next request on that connection (or at close/exit), so the API
+server handles it while the thin plugin runs the next delegate — ~1 ms per Event on loopback, more
+on a real cluster. The same retry rules apply, late; errors go to a callback.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pymultus.errors import (
     KubeNotFound,
     KubeUnauthorized,
     KubeUnavailable,
+    MultusError,
 )
 from pymultus.kube.http import Connection
 
@@ -69,6 +75,7 @@ class KubeClient:
     """A client for one API server; safe to share between threads (a small connection pool)."""
 
     __slots__ = (
+        "_exit_hook",
         "_idle",
         "backoff",
         "credentials",
@@ -107,9 +114,11 @@ class KubeClient:
         self.user_agent = user_agent
         self.max_idle = max_idle
         self._idle: list[Connection] = []
+        self._exit_hook = False
 
     def close(self) -> None:
-        """Close the idle keep-alive connections."""
+        """Read the outstanding deferred answers, then close the idle keep-alive connections."""
+        self.settle()
         while self._idle:
             try:
                 self._idle.pop().close()
@@ -146,9 +155,13 @@ class KubeClient:
         )
 
     def create_event(self, namespace: str, event: Mapping[str, object]) -> KubeObject:
-        return self.request(
-            "POST", f"/api/v1/namespaces/{_segment(namespace, 'namespace')}/events", body=jsonio.dumpb(event)
-        )
+        return self.request("POST", _events_path(namespace), body=jsonio.dumpb(event))
+
+    def create_event_later(
+        self, namespace: str, event: Mapping[str, object], *, on_error: Callable[[MultusError], None] | None
+    ) -> None:
+        """POST an Event with :meth:`send_deferred`: errors reach ``on_error``, not the caller."""
+        self.send_deferred("POST", _events_path(namespace), body=jsonio.dumpb(event), on_error=on_error)
 
     def watch(
         self,
@@ -205,9 +218,75 @@ class KubeClient:
     ) -> KubeObject:
         """One API call returning the decoded JSON object of a 2xx answer; errors raise."""
         target = self._target(path, params)
-        conn, status, headers = self._exchange(
-            method, target, body, content_type if body is not None else None, timeout
+        return self._call(
+            method,
+            target,
+            body,
+            content_type=content_type if body is not None else None,
+            timeout=timeout,
+            attempt=0,
         )
+
+    def send_deferred(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes,
+        content_type: str = JSON,
+        on_error: Callable[[MultusError], None] | None = None,
+    ) -> None:
+        """Send a write now and read its answer later: before the next request on the same
+        connection, in :meth:`settle`/:meth:`close`, or at interpreter exit.
+
+        At most one answer is outstanding per connection (taking a connection reads it first), so
+        this is never HTTP pipelining. The rules of :meth:`request` still apply, late: a failure
+        on a stale keep-alive connection is re-sent at once, 429/5xx/connection errors after the
+        back-off, up to ``retries`` times; a refused write is not re-sent. A failure that remains
+        goes to ``on_error`` (the caller has moved on). Only for writes whose answer nobody needs.
+        """
+        target = self._target(path, None)
+        headers = self._headers(content_type)  # a token file error raises here, to the caller
+        conn = self._checkout()
+        pending = _Deferred(method, target, body, content_type, on_error)
+        try:
+            conn.send_request(method, target, headers, body)
+        except OSError as exc:
+            reused = conn.requests > 1
+            conn.close()
+            self._retry_deferred(pending, 0, b"", headers={}, exc=exc, reused=reused)
+            return
+        conn.deferred = pending
+        self._checkin(conn)
+        if not self._exit_hook:
+            import atexit  # built in: free
+
+            atexit.register(self.settle)  # never leave a write unanswered (the server sees a reset)
+            self._exit_hook = True
+
+    def settle(self) -> None:
+        """Read the answers of deferred requests still outstanding (:meth:`send_deferred`)."""
+        for conn in list(self._idle):
+            if conn.deferred is None:
+                continue
+            try:
+                self._idle.remove(conn)
+            except ValueError:  # another thread took it (and reads the answer itself)
+                continue
+            self._settle(conn)
+            self._checkin(conn)
+
+    def _call(
+        self,
+        method: str,
+        target: str,
+        body: bytes | None,
+        *,
+        content_type: str | None,
+        timeout: float | None,
+        attempt: int,
+    ) -> KubeObject:
+        conn, status, headers = self._exchange(method, target, body, content_type, timeout, attempt=attempt)
         try:
             data = conn.read_body(method, status, headers)
         except OSError as exc:
@@ -243,16 +322,79 @@ class KubeClient:
         return headers
 
     def _checkout(self) -> Connection:
-        try:
-            return self._idle.pop()
-        except IndexError:
-            return self._new_connection()
+        while True:
+            try:
+                conn = self._idle.pop()
+            except IndexError:
+                return self._new_connection()
+            if conn.deferred is not None:
+                self._settle(conn)
+            if conn.is_open:
+                return conn
 
     def _checkin(self, conn: Connection) -> None:
         if conn.is_open and len(self._idle) < self.max_idle:
             self._idle.append(conn)
-        else:
+            return
+        if conn.deferred is not None:
+            self._settle(conn)
+        conn.close()
+
+    def _settle(self, conn: Connection) -> None:
+        """Read the deferred answer waiting on ``conn``; retry or report a failure."""
+        pending = conn.deferred
+        conn.deferred = None
+        if not isinstance(pending, _Deferred):
+            return
+        try:
+            status, _reason, headers = conn.read_head()
+            data = conn.read_body(pending.method, status, headers)
+        except OSError as exc:
+            reused = conn.requests > 1
             conn.close()
+            self._retry_deferred(pending, 0, b"", headers={}, exc=exc, reused=reused)
+            return
+        if status < 300:
+            return
+        self._retry_deferred(pending, status, data, headers=headers, exc=None, reused=False)
+
+    def _retry_deferred(
+        self,
+        pending: _Deferred,
+        status: int,
+        data: bytes,
+        *,
+        headers: dict[str, str],
+        exc: OSError | None,
+        reused: bool,
+    ) -> None:
+        """What :meth:`_exchange` does with a failed first attempt, for a deferred request."""
+        attempt = 1
+        if exc is not None and reused and not isinstance(exc, TimeoutError):
+            attempt = 0  # stale idle connection: not an API failure, send again at once
+        else:
+            error = api_error(pending.method, pending.target, status, data, exc)
+            if not isinstance(error, KubeUnavailable) or self.retries < 1:
+                _report(pending.on_error, error)
+                return
+            self.sleep(self._delay(0, _retry_after(headers.get("retry-after"))))
+        try:
+            self._call(
+                pending.method,
+                pending.target,
+                pending.body,
+                content_type=pending.content_type,
+                timeout=None,
+                attempt=attempt,
+            )
+        except MultusError as failure:
+            _report(pending.on_error, failure)
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after)
+        delay: float = min(self.max_backoff, self.backoff * 2.0**attempt)
+        return delay / 2 + delay / 2 * self.jitter()  # "equal jitter": spread retries out
 
     def _new_connection(self) -> Connection:
         creds = self.credentials
@@ -273,13 +415,13 @@ class KubeClient:
         timeout: float | None,
         *,
         dedicated: bool = False,
+        attempt: int = 0,
     ) -> tuple[Connection, int, dict[str, str]]:
         """Send until a final answer arrives: returns the connection positioned at the body.
 
         Retries connection errors, 429 and 5xx with back-off; a failure on a reused keep-alive
         connection (the server closed it while idle) is resent at once on a fresh one.
         """
-        attempt = 0
         while True:
             conn = self._new_connection() if dedicated else self._checkout()
             headers = self._headers(content_type)
@@ -311,12 +453,7 @@ class KubeClient:
                 retry_after = _retry_after(response_headers.get("retry-after"))
             if attempt >= self.retries:
                 raise error
-            if retry_after is not None:
-                delay = min(retry_after, self.max_retry_after)
-            else:
-                delay = min(self.max_backoff, self.backoff * (2**attempt))
-                delay = delay / 2 + delay / 2 * self.jitter()  # "equal jitter": spread retries out
-            self.sleep(delay)
+            self.sleep(self._delay(attempt, retry_after))
             attempt += 1
 
     def list(self, path: str, params: Params | None = None, *, limit: int = 500) -> tuple[ObjectList, str]:
@@ -485,6 +622,38 @@ def _namespace_name(obj: Mapping[str, object]) -> tuple[str, str]:
         if isinstance(namespace, str) and isinstance(name, str):
             return namespace, name
     raise KubeInvalid("the object has no metadata.namespace and metadata.name", reason="Invalid")
+
+
+class _Deferred:
+    """A request sent by :meth:`KubeClient.send_deferred` whose answer is still to be read."""
+
+    __slots__ = ("body", "content_type", "method", "on_error", "target")
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        body: bytes,
+        content_type: str,
+        on_error: Callable[[MultusError], None] | None,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.body = body
+        self.content_type = content_type
+        self.on_error = on_error
+
+
+def _report(on_error: Callable[[MultusError], None] | None, error: MultusError) -> None:
+    if on_error is not None:
+        try:
+            on_error(error)
+        except Exception:  # noqa: S110 - a reporting callback must not break the client
+            pass
+
+
+def _events_path(namespace: str) -> str:
+    return f"/api/v1/namespaces/{_segment(namespace, 'namespace')}/events"
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -109,7 +109,17 @@ class Connection:
     thread at a time.
     """
 
-    __slots__ = ("_buf", "_sock", "host", "port", "requests", "server_hostname", "ssl_context", "timeout")
+    __slots__ = (
+        "_buf",
+        "_sock",
+        "deferred",
+        "host",
+        "port",
+        "requests",
+        "server_hostname",
+        "ssl_context",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -128,6 +138,9 @@ class Connection:
         self._sock: Stream | None = None
         self._buf = b""
         self.requests = 0  # requests sent on the current socket; > 0 means "reused"
+        # A request whose answer is still to be read (the Kubernetes client's "send now, read
+        # later"); whatever it holds, the owner reads that answer before the next request.
+        self.deferred: object = None
 
     @property
     def is_open(self) -> bool:

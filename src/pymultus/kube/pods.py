@@ -14,7 +14,11 @@ Behaviour follows Go Multus (reference §4, §3.5, §11, §14) with the choices 
   (bounded). If the patch is forbidden — Go Multus's ClusterRole grants only get/update on
   pods/status — it falls back to Multus's own way: PUT with resourceVersion, GET + retry on 409.
   A pod that no longer exists is not an error (Multus tolerates it too).
-* ``record_event`` POSTs the Event client-go's recorder sends for Multus and never raises.
+* ``record_event`` POSTs the Event client-go's recorder sends for Multus and never raises. With
+  ``defer_events`` (for the one-shot thin plugin) it does not wait for the answer: the API server
+  stores the Event while the next delegate runs, the answer is read before the next request (or at
+  exit) and a failure is logged then — as client-go's recorder, which sends Events in the
+  background. Retries are unchanged (:meth:`KubeClient.send_deferred`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class ApiPodSource:
         "clock",
         "component",
         "conflict_backoff",
+        "defer_events",
         "log",
         "now_ns",
         "poll_interval",
@@ -68,8 +73,10 @@ class ApiPodSource:
         clock: Callable[[], float] = time.monotonic,
         now_ns: Callable[[], int] = time.time_ns,
         log: Callable[[str], None] | None = None,
+        defer_events: bool = False,
     ) -> None:
         self.client = client
+        self.defer_events = defer_events
         self.wait_timeout = wait_timeout
         self.poll_interval = poll_interval
         self.status_retries = status_retries
@@ -154,11 +161,19 @@ class ApiPodSource:
                 "reportingComponent": self.component,
                 "reportingInstance": "",
             }
-            self.client.create_event(namespace, event)
+            if self.defer_events:
+                self.client.create_event_later(
+                    namespace, event, on_error=lambda exc: self._event_failed(reason, exc)
+                )
+            else:
+                self.client.create_event(namespace, event)
         except (MultusError, OSError, ValueError) as exc:
             # An Event is a courtesy to the user; failing to record one must never fail the CNI call.
-            if self.log is not None:
-                self.log(f"cannot record {reason} event: {exc}")
+            self._event_failed(reason, exc)
+
+    def _event_failed(self, reason: str, exc: Exception) -> None:
+        if self.log is not None:
+            self.log(f"cannot record {reason} event: {exc}")
 
     # -- internals -------------------------------------------------------------------------
 

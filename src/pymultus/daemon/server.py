@@ -62,12 +62,19 @@ class Request:
 
 
 class Response:
-    __slots__ = ("body", "content_type", "status")
+    __slots__ = ("body", "content_type", "headers", "status")
 
-    def __init__(self, status: int, body: bytes = b"", content_type: str = "application/json") -> None:
+    def __init__(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: str = "application/json",
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.status = status
         self.body = body
         self.content_type = content_type
+        self.headers = headers  # extra (name, value) pairs
 
     @classmethod
     def cni_error(cls, status: int, code: int, msg: str, cni_version: str = "1.0.0") -> Response:
@@ -79,7 +86,7 @@ class Response:
             f"HTTP/1.1 {self.status} {reason}\r\n"
             f"Content-Type: {self.content_type}\r\n"
             f"Content-Length: {len(self.body)}\r\n"
-            "Connection: close\r\n\r\n"
+            "Connection: close\r\n" + "".join(f"{name}: {value}\r\n" for name, value in self.headers) + "\r\n"
         )
         return head.encode("latin-1") + self.body
 

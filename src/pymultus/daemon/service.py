@@ -37,6 +37,10 @@ GO_SHIM_RESULT_VERSION = "1.0.0"
 READY_COMMANDS = ("ADD", "CHECK", "GC", "STATUS")
 
 
+class _NotReady(TryAgainLater):
+    """Raised before anything is done: the caller may wait for /readyz and send it again."""
+
+
 def _pod_of(env: Mapping[str, str]) -> str:
     namespace = name = ""
     for pair in env.get("CNI_ARGS", "").split(";"):
@@ -117,7 +121,8 @@ class CniService:
             code = exc.code
             with logs.request_context(command, _pod_of(env), env.get("CNI_CONTAINERID", "")):
                 log.error("%s failed with code %d: %s%s", command, exc.code, exc.msg, _details(exc))
-            return Response(400, jsonio.dumpb(exc.to_cni_error(version)))
+            headers = ((wire.NOT_READY_HEADER, "1"),) if isinstance(exc, _NotReady) else ()
+            return Response(400, jsonio.dumpb(exc.to_cni_error(version)), headers=headers)
         except Exception as exc:
             code = INTERNAL
             with logs.request_context(command, _pod_of(env), env.get("CNI_CONTAINERID", "")):
@@ -137,7 +142,7 @@ class CniService:
         if command in READY_COMMANDS:
             why = self.ready()
             if why:
-                raise TryAgainLater(f"pymultus daemon is not ready: {why}")
+                raise _NotReady(f"pymultus daemon is not ready: {why}")
         request = CniRequest.from_env(env, stdin)
         if request.command == "VERSION":
             raise InvalidEnvironment("VERSION is answered by the shim itself, not sent to the daemon")

@@ -34,6 +34,10 @@ PATH_HEALTHZ = "/healthz"
 PATH_READYZ = "/readyz"
 PATH_STATS = "/debug/stats"
 SHIM_HEADER = "Pymultus-Shim"
+# On a /cni answer: the daemon is not ready (caches not synced, conf not written, ...) and did
+# nothing; our shim then waits for /readyz and sends the request again (a Go shim just sees the
+# code-11 error in the body, as from Go Multus).
+NOT_READY_HEADER = "Pymultus-Not-Ready"
 MAX_BODY = 1 << 20  # 1 MiB: a CNI conf plus env is a few KiB; anything bigger is a mistake or abuse
 MAX_HEADER = 64 << 10
 
@@ -95,6 +99,20 @@ def http_request(
     Raises OSError when the daemon cannot be reached or the connection breaks, and
     ConnectionError when the reply is not HTTP.
     """
+    status, answer, _ = http_exchange(socket_path, method, path, body, headers=headers, timeout=timeout)
+    return status, answer
+
+
+def http_exchange(
+    socket_path: str,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 600.0,
+) -> tuple[int, bytes, dict[str, str]]:
+    """Like :func:`http_request`, also returning the response headers (names lower-cased)."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
@@ -114,11 +132,17 @@ def http_request(
             chunks.append(chunk)
     finally:
         sock.close()
-    return parse_response(b"".join(chunks))
+    return parse_response_headers(b"".join(chunks))
 
 
 def parse_response(data: bytes) -> tuple[int, bytes]:
     """(status, body) of a complete HTTP/1.1 response read until EOF."""
+    status, body, _ = parse_response_headers(data)
+    return status, body
+
+
+def parse_response_headers(data: bytes) -> tuple[int, bytes, dict[str, str]]:
+    """(status, body, headers with lower-cased names) of a complete HTTP/1.1 response."""
     end = data.find(b"\r\n\r\n")
     if end < 0 or not data.startswith(b"HTTP/1."):
         raise ConnectionError("the daemon closed the connection without a complete HTTP response")
@@ -127,13 +151,16 @@ def parse_response(data: bytes) -> tuple[int, bytes]:
     if len(parts) < 2 or not parts[1].isdigit():
         raise ConnectionError(f"the daemon answered a malformed status line {lines[0][:80]!r}")
     body = data[end + 4 :]
+    headers: dict[str, str] = {}
     for line in lines[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+        key = name.strip().lower().decode("latin-1")
+        headers[key] = value.strip().decode("latin-1")
+        if key == "content-length":
             length = value.strip()
             if length.isdigit():
                 expected = int(length)
                 if len(body) < expected:
                     raise ConnectionError("the daemon closed the connection in the middle of its response")
                 body = body[:expected]
-    return int(parts[1]), body
+    return int(parts[1]), body, headers

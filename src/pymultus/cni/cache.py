@@ -2,7 +2,7 @@
 
 Files are interchangeable with libcni-based tools (containerd, CRI-O, cnitool, Go Multus): same
 path, same JSON fields, ``config`` as base64 of the network configuration bytes. Unlike libcni the
-writes are crash-safe (``pymultus.fileio``: temp file, fsync, rename, fsync dir; 0600 in 0700), and
+writes are crash-safe (``pymultus.fileio``: temp file, fsync, rename; 0600 in 0700), and
 every identifier is validated before it becomes part of a path. A corrupt or truncated file reads
 as None (the caller decides, e.g. DEL proceeds without prevResult); it never raises.
 """
@@ -101,7 +101,11 @@ def write(cache_dir: str, entry: CachedAttachment) -> None:
     try:
         # A missing cache dir is created private; an existing one (/var/lib/cni) is left alone.
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-        fileio.write_atomically(path, jsonio.dumpb(entry.to_json()))
+        # No directory fsync after the rename (libcni syncs nothing at all): the content is
+        # fsync'd first, so the entry is never torn. A power loss can at worst lose the rename:
+        # the pod's netns is gone with it, and DEL without the entry still runs the plugins
+        # (without prevResult) when the caller knows the attachment, as Multus's delegate list.
+        fileio.write_atomically(path, jsonio.dumpb(entry.to_json()), sync_dir=False)
     except OSError as exc:
         raise IOFailure(f"cannot write the CNI result cache {path}: {exc.strerror}") from exc
 

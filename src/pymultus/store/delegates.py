@@ -34,9 +34,19 @@ def entry_path(cni_dir: str, container_id: str) -> str:
 
 
 def save(cni_dir: str, container_id: str, record: dict[str, object]) -> None:
-    """Write ``record`` (an object with a ``delegates`` list) for ``container_id``."""
+    """Write ``record`` (an object with a ``delegates`` list) for ``container_id``.
+
+    Temp file, fsync, rename — but no directory fsync (a journal commit, ~1 ms here and up to
+    ~9 ms on busy disks, on every ADD). It is not needed for what the cache is for: the content
+    is durable before the name appears, so the entry is never torn; a power loss can at worst
+    lose the rename, and then (a) every pod network namespace is gone with it, (b) the on-disk
+    state the delegates create afterwards (host-local's lease files, libcni's result cache) is
+    metadata too, and ext4/xfs commit metadata operations in order, so it cannot survive while
+    this earlier rename is lost, and (c) DEL treats a missing entry like Go Multus (result
+    caches, then the configuration) anyway.
+    """
     document = {"kind": KIND, "schemaVersion": SCHEMA_VERSION, "containerId": container_id, **record}
-    fileio.write_atomically(entry_path(cni_dir, container_id), jsonio.dumpb(document))
+    fileio.write_atomically(entry_path(cni_dir, container_id), jsonio.dumpb(document), sync_dir=False)
 
 
 def load(cni_dir: str, container_id: str) -> dict[str, object] | None:
@@ -73,7 +83,17 @@ def load(cni_dir: str, container_id: str) -> dict[str, object] | None:
 
 
 def remove(cni_dir: str, container_id: str) -> bool:
-    return fileio.remove_durably(entry_path(cni_dir, container_id))
+    """Delete the entry; returns whether one existed.
+
+    No directory fsync (as for libcni's result cache, ``pymultus.cni.cache.remove``): an entry
+    that reappears after a power loss only means one more DEL of the same delegates, and DEL is
+    idempotent (DESIGN item 2).
+    """
+    try:
+        os.unlink(entry_path(cni_dir, container_id))
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _valid_entry(item: object) -> bool:

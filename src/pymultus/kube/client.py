@@ -548,7 +548,7 @@ def api_error(
     """
     where = f"{method} {target}"
     if exc is not None:
-        if hasattr(exc, "verify_message"):  # ssl.SSLCertVerificationError: retrying cannot help
+        if hasattr(exc, "verify_message"):  # (_)ssl.SSLCertVerificationError: retrying cannot help
             return KubeError(
                 f"the Kubernetes API server's certificate was not accepted: {exc}",
                 details=where,

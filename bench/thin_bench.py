@@ -147,7 +147,8 @@ def start_cost(samples: int) -> str:
         "`multus` entry (thin plugin, no Kubernetes)": "from pymultus.cli.thin import main",
         "`multus` entry + Kubernetes path (client, kubeconfig, ssl)": (
             "from pymultus.cli.thin import main; from pymultus.attach import service; "
-            "from pymultus.kube import auth, client, pods; import ssl; ssl.create_default_context()"
+            "from pymultus.kube import auth, client, pods; "
+            "from pymultus.kube.http import tls_client_context; tls_client_context()"
         ),
     }
     timings: dict[str, list[float]] = {name: [] for name in variants}

@@ -90,7 +90,9 @@ def _api_pod_source(conf: MultusConf, env: Mapping[str, str], wait: float) -> Po
     from pymultus.kube.pods import ApiPodSource
 
     credentials = auth.load_kubeconfig(conf.kubeconfig) if conf.kubeconfig else auth.load_in_cluster(env)
-    return ApiPodSource(KubeClient(credentials), wait_timeout=wait)
+    # Events are fire-and-forget for the one-shot plugin (Go Multus's event broadcaster is async
+    # too): each answer is read before the next request or at exit, saving a round trip each.
+    return ApiPodSource(KubeClient(credentials), wait_timeout=wait, defer_events=True)
 
 
 class LazyPodSource:

@@ -14,10 +14,15 @@ from pymultus.attach.devices import assign_devices, device_info, remove_device_i
 from pymultus.attach.model import Attachment
 from pymultus.attach.resolve import resolve
 from pymultus.attach.runtime import check_capabilities, runtime_conf
+from pymultus.cni import cache
 from pymultus.cni.result import Result
 from pymultus.errors import InterfaceExists, MultusError, NetworkForbidden
 from pymultus.kube import netstatus
 from pymultus.store import delegates as store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from _thread import LockType
 
 
 def add(call: Call) -> dict[str, object]:
@@ -58,28 +63,38 @@ def add(call: Call) -> dict[str, object]:
     _save(call, attachments)
     cni = call.cni()
     results: list[Result] = []
-    for index, attachment in enumerate(attachments):
-        rt = runtime_conf(call.request, call.conf, call.pod_ref, attachment)
-        try:
-            if call.deps.netns.interface_exists(call.request.netns, attachment.ifname):
-                raise InterfaceExists(
-                    f'interface "{attachment.ifname}" already exists in the pod network namespace',
-                    details=f"network {attachment.name}; netns {call.request.netns}",
+    writes = _CacheWrites()
+    try:
+        for index, attachment in enumerate(attachments):
+            rt = runtime_conf(call.request, call.conf, call.pod_ref, attachment)
+            # The result cache of this network is written while the next network's delegates
+            # run, except for the last one and when the routes below rewrite it.
+            overlap = index + 1 < len(attachments) and not routes.needs_route_changes(attachment)
+            try:
+                if call.deps.netns.interface_exists(call.request.netns, attachment.ifname):
+                    raise InterfaceExists(
+                        f'interface "{attachment.ifname}" already exists in the pod network namespace',
+                        details=f"network {attachment.name}; netns {call.request.netns}",
+                    )
+                result = cni.add_network_list(
+                    attachment.network, rt, write_cache=writes.background if overlap else writes.now
                 )
-            result = cni.add_network_list(attachment.network, rt)
-            routes.apply_default_routes(call.deps.netns, call.request.netns, cni, attachment, rt, result)
-        except MultusError as exc:
-            _roll_back(call, attachments[: index + 1])
-            message = (
-                f'pod {call.pod_ref} cannot be attached to network "{attachment.name}" '
-                f"({attachment.ifname}): {exc.msg}"
-            )
-            call.event(EventKind.WARNING, "AddInterfaceFailed", message)
-            exc.msg = message  # same class and code, with the pod and network named
-            exc.args = (message,)
-            raise
-        results.append(result)
-        _announce(call, attachment, result)
+                routes.apply_default_routes(call.deps.netns, call.request.netns, cni, attachment, rt, result)
+            except MultusError as exc:
+                writes.settle()  # the rollback's DEL reads the result caches
+                _roll_back(call, attachments[: index + 1])
+                message = (
+                    f'pod {call.pod_ref} cannot be attached to network "{attachment.name}" '
+                    f"({attachment.ifname}): {exc.msg}"
+                )
+                call.event(EventKind.WARNING, "AddInterfaceFailed", message)
+                exc.msg = message  # same class and code, with the pod and network named
+                exc.args = (message,)
+                raise
+            results.append(result)
+            _announce(call, attachment, result)
+    finally:
+        writes.settle()  # never return (or raise) with a write still running
 
     if pod is not None and call.deps.pods is not None:
         entries: list[dict[str, object]] = []
@@ -96,6 +111,64 @@ def add(call: Call) -> dict[str, object]:
         call.deps.pods.write_network_status(pod, entries)
     master = next((r for a, r in zip(attachments, results, strict=True) if a.is_master), results[0])
     return master.to_version(call.conf.cni_version)
+
+
+class _CacheWrites:
+    """At most one libcni result-cache write running in the background.
+
+    Its fsync (~0.5-1 ms) then overlaps the next network's delegates instead of adding to the
+    ADD. Crash safety is unchanged: each entry is still written temp file + fsync + rename, and
+    the delegate list saved before the first delegate names every attachment whatever the
+    order in which the result caches reach the disk. A failed write fails the ADD like before,
+    only one network later: it surfaces when the next network's write starts (``now`` /
+    ``background``), inside that network's ``add_network_list``, so the rollback covers both.
+    A plain ``_thread`` thread: ``threading`` costs ~5 ms of import in the thin plugin.
+    """
+
+    __slots__ = ("_done", "_error")
+
+    def __init__(self) -> None:
+        self._done: LockType | None = None
+        self._error: BaseException | None = None
+
+    def now(self, cache_dir: str, entry: cache.CachedAttachment) -> None:
+        self._finish()
+        cache.write(cache_dir, entry)
+
+    def background(self, cache_dir: str, entry: cache.CachedAttachment) -> None:
+        import _thread
+
+        self._finish()
+        done = _thread.allocate_lock()
+        done.acquire()
+        self._done = done
+
+        def run() -> None:
+            try:
+                cache.write(cache_dir, entry)
+            except BaseException as exc:  # handed to the ADD's thread by _finish()
+                self._error = exc
+            finally:
+                done.release()
+
+        _thread.start_new_thread(run, ())
+
+    def settle(self) -> None:
+        """Wait for the running write, if any; its error no longer matters (rollback, or an
+        error is already on its way)."""
+        try:
+            self._finish()
+        except BaseException:  # noqa: S110 - deliberately dropped, see the docstring
+            pass
+
+    def _finish(self) -> None:
+        done, self._done = self._done, None
+        if done is None:
+            return
+        done.acquire()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
 
 
 def _save(call: Call, attachments: list[Attachment]) -> None:

@@ -255,7 +255,7 @@ class _Reader:
         if value is None:
             return default
         if not isinstance(value, str):
-            self.fail(key, f"must be a string, not {_kind(value)}")
+            self.fail(key, f"must be a string, not {jsonio.kind_of(value)}")
         return value
 
     def path(self, key: str, default: str) -> str:
@@ -274,7 +274,7 @@ class _Reader:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
-        self.fail(key, f"must be true or false, not {_kind(value)}")
+        self.fail(key, f"must be true or false, not {jsonio.kind_of(value)}")
 
     def positive_int(self, key: str, default: int) -> int:
         value = self.doc.get(key)
@@ -303,19 +303,5 @@ class _Reader:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.fail(key, f"must be an object, not {_kind(value)}")
+            self.fail(key, f"must be an object, not {jsonio.kind_of(value)}")
         return dict(value)
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return "null"

@@ -13,20 +13,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from pymultus.daemon.informer import Informer
+from pymultus.kube.pods import pod_uid
 
 if TYPE_CHECKING:
     from pymultus.attach.ports import KubeObject, PodSource
 
 log = logging.getLogger("pymultus.daemon.podsource")
-
-
-def _uid(pod: Mapping[str, object]) -> str:
-    meta = pod.get("metadata")
-    if isinstance(meta, dict):
-        uid = meta.get("uid")
-        if isinstance(uid, str):
-            return uid
-    return ""
 
 
 class CachedPodSource:
@@ -40,7 +32,7 @@ class CachedPodSource:
     def get_pod(self, namespace: str, name: str, *, uid: str | None) -> KubeObject | None:
         if self.pods is not None:
             pod = self.pods.get(namespace, name)
-            if pod is not None and (not uid or _uid(pod) == uid):
+            if pod is not None and (not uid or pod_uid(pod) == uid):
                 self.cache_hits += 1
                 return pod
         if self.live is None:

@@ -95,7 +95,7 @@ class ApiPodSource:
                 pod: KubeObject | None = self.client.get_pod(namespace, name)
             except KubeNotFound:
                 pod = None
-            if pod is not None and (not uid or _uid(pod) == uid or is_static_pod(pod)):
+            if pod is not None and (not uid or pod_uid(pod) == uid or is_static_pod(pod)):
                 return pod
             if self.clock() + self.poll_interval > deadline:
                 return None  # not there (or another pod of that name) after the wait
@@ -110,7 +110,7 @@ class ApiPodSource:
     def write_network_status(self, pod: KubeObject, status: Sequence[Mapping[str, object]]) -> None:
         namespace, name = _namespace_name(pod)
         value = encode_status(status)  # byte-compatible with Go Multus (kube.netstatus)
-        uid = _uid(pod)
+        uid = pod_uid(pod)
         attempt = 0
         while True:
             try:
@@ -182,7 +182,7 @@ class ApiPodSource:
         if not uid:
             return False
         try:
-            return _uid(self.client.get_pod(namespace, name)) != uid
+            return pod_uid(self.client.get_pod(namespace, name)) != uid
         except KubeNotFound:
             return True
 
@@ -207,7 +207,7 @@ class ApiPodSource:
                 current = self.client.get_pod(namespace, name)
             except KubeNotFound:
                 return
-            if _uid(current) != _uid(pod):
+            if pod_uid(current) != pod_uid(pod):
                 return  # re-created under the same name: not ours to label
 
 
@@ -233,7 +233,8 @@ def _annotations(obj: Mapping[str, object]) -> dict[str, object]:
     return {}
 
 
-def _uid(obj: Mapping[str, object]) -> str:
+def pod_uid(obj: Mapping[str, object]) -> str:
+    """``metadata.uid`` of a Kubernetes object ("" when absent)."""
     metadata = obj.get("metadata")
     if isinstance(metadata, dict):
         uid = metadata.get("uid")

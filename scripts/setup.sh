@@ -11,6 +11,7 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)  # the demo and tests ping between pods
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)  # the fake API server makes its test CA with it
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
 command -v patchelf >/dev/null 2>&1 || need_apt+=(patchelf)  # the installer's self-contained bundle
 if [ ${#need_apt[@]} -gt 0 ]; then

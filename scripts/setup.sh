@@ -7,8 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
-python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# Debian's python3 needs python3-venv (ensurepip) to create the virtualenv.
+if [ -x /usr/bin/python3 ]; then
+  /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+elif ! command -v python3 >/dev/null 2>&1; then
+  need_apt+=(python3 python3-venv)
+fi
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)  # the demo and tests ping between pods
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)  # the fake API server makes its test CA with it
@@ -23,7 +27,7 @@ fi
 
 # Prefer the distribution's interpreter: it is what a node has, and it is not behind a shim.
 py=python3
-if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   py=/usr/bin/python3
 fi
 if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then

@@ -364,3 +364,12 @@ def test_version_answers_every_supported_version(sim: Node) -> None:
     answer = sim.run("VERSION", {"cniVersion": "0.4.0"}, container_id="")
     assert answer.ok, answer
     assert answer.json["supportedVersions"] == ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+
+
+def test_add_with_a_missing_netns_is_refused_before_anything_is_written(sim: Node) -> None:
+    cluster = _cluster(sim)
+    conf = sim.multus_conf(clusterNetwork=str(cluster))
+    added = sim.run("ADD", conf, container_id=unique_name("c"), netns="/var/run/netns/pm-no-such-ns")
+    assert added.error_code == 4, added
+    assert "CNI_NETNS" in str(added.json["msg"])
+    _assert_nothing_left(sim)

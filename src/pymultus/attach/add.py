@@ -16,7 +16,7 @@ from pymultus.attach.resolve import resolve
 from pymultus.attach.runtime import check_capabilities, runtime_conf
 from pymultus.cni import cache
 from pymultus.cni.result import Result
-from pymultus.errors import InterfaceExists, MultusError, NetworkForbidden
+from pymultus.errors import InterfaceExists, InvalidEnvironment, MultusError, NetworkForbidden
 from pymultus.kube import netstatus
 from pymultus.store import delegates as store
 
@@ -59,6 +59,12 @@ def add(call: Call) -> dict[str, object]:
             call.log("warning", warning)
             call.event(EventKind.WARNING, "CapabilityNotDeclared", warning)
 
+    if not call.deps.netns.netns_exists(call.request.netns):
+        # Checked before anything is written, so a bad CNI_NETNS changes nothing on the host.
+        raise InvalidEnvironment(
+            f'CNI_NETNS "{call.request.netns}" is not a network namespace',
+            details=f"container {call.request.container_id}",
+        )
     assign_devices(call, attachments)
     _save(call, attachments)
     cni = call.cni()
@@ -84,7 +90,7 @@ def add(call: Call) -> dict[str, object]:
                 writes.settle()  # the rollback's DEL reads the result caches
                 _roll_back(call, attachments[: index + 1])
                 message = (
-                    f'pod {call.pod_ref} cannot be attached to network "{attachment.name}" '
+                    f'{call.subject} cannot be attached to network "{attachment.name}" '
                     f"({attachment.ifname}): {exc.msg}"
                 )
                 call.event(EventKind.WARNING, "AddInterfaceFailed", message)

@@ -91,6 +91,11 @@ class Call:
         self._pod: KubeObject | None = None
         self._pod_loaded = False
 
+    @property
+    def subject(self) -> str:
+        """How messages name what is being attached: the pod, or the bare container."""
+        return f"pod {self.pod_ref}" if self.pod_ref.known else f"container {self.request.container_id}"
+
     def log(self, level: str, message: str) -> None:
         self.deps.log(level, f"[{self.pod_ref} {self.request.container_id} {self.request.command}] {message}")
 

@@ -136,7 +136,7 @@ def _summary(call: Call, failures: list[tuple[Attachment, MultusError]]) -> Mult
     first_attachment, first = failures[0]
     names = "; ".join(f"{a.name} ({a.ifname}): code {e.code}: {e.msg}" for a, e in failures)
     if len(failures) == 1:
-        message = f'pod {call.pod_ref} cannot be detached from network "{first_attachment.name}": {first.msg}'
+        message = f'{call.subject} cannot be detached from network "{first_attachment.name}": {first.msg}'
     else:
-        message = f"pod {call.pod_ref} cannot be detached from {len(failures)} networks"
+        message = f"{call.subject} cannot be detached from {len(failures)} networks"
     return DelegateFailed(message, code=first.code, details=names, delegate=first_attachment.name)

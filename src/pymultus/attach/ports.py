@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     class NetnsOps(Protocol):
         """Operations inside a pod's network namespace (``pymultus.netns``)."""
 
+        def netns_exists(self, path: str) -> bool: ...
+
         def interface_exists(self, netns: str, ifname: str) -> bool: ...
 
         def replace_default_routes(

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from pymultus.attach import routes
 from pymultus.attach.context import Call, EventKind
-from pymultus.attach.devices import assign_devices, device_info, remove_device_info
 from pymultus.attach.model import Attachment
 from pymultus.attach.resolve import resolve
 from pymultus.attach.runtime import check_capabilities, runtime_conf
 from pymultus.cni import cache
 from pymultus.cni.result import Result
 from pymultus.errors import InterfaceExists, InvalidEnvironment, MultusError, NetworkForbidden
-from pymultus.kube import netstatus
 from pymultus.store import delegates as store
 
 TYPE_CHECKING = False
@@ -65,7 +63,10 @@ def add(call: Call) -> dict[str, object]:
             f'CNI_NETNS "{call.request.netns}" is not a network namespace',
             details=f"container {call.request.container_id}",
         )
-    assign_devices(call, attachments)
+    if any(attachment.resource_name or attachment.device_id for attachment in attachments):
+        from pymultus.attach.devices import assign_devices
+
+        assign_devices(call, attachments)
     _save(call, attachments)
     cni = call.cni()
     results: list[Result] = []
@@ -103,6 +104,9 @@ def add(call: Call) -> dict[str, object]:
         writes.settle()  # never return (or raise) with a write still running
 
     if pod is not None and call.deps.pods is not None:
+        from pymultus.attach.devices import device_info
+        from pymultus.kube import netstatus
+
         entries: list[dict[str, object]] = []
         for attachment, result in zip(attachments, results, strict=True):
             entries.extend(
@@ -199,7 +203,10 @@ def _roll_back(call: Call, attempted: list[Attachment]) -> None:
         rt = runtime_conf(call.request, call.conf, call.pod_ref, attachment)
         try:
             cni.del_network_list(attachment.network, rt)
-            remove_device_info(attachment)
+            if attachment.device_info_file:
+                from pymultus.attach.devices import remove_device_info
+
+                remove_device_info(attachment)
         except MultusError as exc:
             if attachment is failing:
                 # Its ADD did not succeed: a later DEL must not call it (DESIGN item 2).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pymultus.attach.model import PodRef
-from pymultus.attach.readiness import wait_for_default_network
 from pymultus.cni.chain import CNIConfig
 
 TYPE_CHECKING = False
@@ -100,7 +99,9 @@ class Call:
         self.deps.log(level, f"[{self.pod_ref} {self.request.container_id} {self.request.command}] {message}")
 
     def wait_for_default_network(self) -> None:
-        if self.deps.wait_readiness:
+        if self.deps.wait_readiness and self.conf.readiness_indicator_file:
+            from pymultus.attach.readiness import wait_for_default_network
+
             wait_for_default_network(self.conf.readiness_indicator_file, self.conf.readiness_timeout)
 
     def load_pod(self) -> KubeObject | None:

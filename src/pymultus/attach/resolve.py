@@ -20,7 +20,6 @@ from pymultus.errors import (
     NetworkForbidden,
     NetworkNotFound,
 )
-from pymultus.kube import annotations as grammar
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -71,6 +70,8 @@ def resolve(
     default_override = pod_annotations.get(DEFAULT_NETWORK_ANNOTATION, "").strip()
     if conf.cluster_network or default_override:
         if default_override:
+            from pymultus.kube import annotations as grammar  # only pods with annotations need it
+
             selection = grammar.parse_default_network(
                 default_override, default_namespace=conf.multus_namespace
             )
@@ -94,6 +95,8 @@ def resolve(
     # 3. The pod's own networks.
     requested = pod_annotations.get(NETWORKS_ANNOTATION, "").strip()
     if requested:
+        from pymultus.kube import annotations as grammar
+
         selections = grammar.parse_networks(requested, pod_namespace=pod_ref.namespace)
         for selection in selections:
             _check_isolation(selection, conf, pod_ref)

@@ -14,6 +14,7 @@ of 12 and makes the same four changes meanwhile; "too old" (25, 28) follows a ``
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import ssl
@@ -28,7 +29,21 @@ from pymultus.kube.auth import load_kubeconfig
 from pymultus.kube.client import KubeClient
 from tests.fakeapi.server import FakeApiServer
 
-WIRE = Path("/work/shared/k8s-wire")
+
+def _find_wire() -> Path:
+    """The recorded kube-apiserver responses: ``$PYMULTUS_K8S_WIRE``, else ``shared/k8s-wire``
+    beside the checkout (where CI and the developers' machines put it)."""
+    override = os.environ.get("PYMULTUS_K8S_WIRE")
+    if override:
+        return Path(override)
+    repo = Path(__file__).resolve().parents[2]
+    for candidate in (repo.parent / "shared" / "k8s-wire", repo.parent.parent / "shared" / "k8s-wire"):
+        if (candidate / "cases.json").exists():
+            return candidate
+    return repo.parent / "shared" / "k8s-wire"
+
+
+WIRE = _find_wire()
 CASES = json.loads((WIRE / "cases.json").read_text()) if (WIRE / "cases.json").exists() else []
 NOBODY = "system:serviceaccount:wire:nobody"
 

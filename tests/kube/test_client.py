@@ -14,21 +14,7 @@ from pymultus import errors
 from pymultus.kube.auth import load_kubeconfig
 from pymultus.kube.client import KubeClient, api_error, pod_path
 from tests.fakeapi.server import FakeApiServer
-
-
-class Sleeps:
-    """An injectable sleep that records instead of waiting."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
+from tests.kube.conftest import Sleeps
 
 
 @pytest.fixture

@@ -17,21 +17,9 @@ from pymultus.kube.auth import load_kubeconfig
 from pymultus.kube.client import KubeClient
 from pymultus.kube.pods import ApiPodSource
 from tests.fakeapi.server import FakeApiServer
+from tests.kube.conftest import Sleeps
 
 EVENTS = "/api/v1/namespaces/ns1/events"
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
 
 
 @pytest.fixture

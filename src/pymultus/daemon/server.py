@@ -179,10 +179,6 @@ class UnixHttpServer:
     def queued(self) -> int:
         return self._work_queue.qsize()
 
-    @property
-    def draining(self) -> bool:
-        return self._draining.is_set()
-
     def drain(self, timeout: float) -> bool:
         """Stop taking new CNI work (503, code 11) and wait until queued and running work is
         done, at most ``timeout`` seconds; True when everything finished."""

@@ -29,6 +29,10 @@ def pair() -> Iterator[tuple[Connection, socket.socket]]:
     conn = Connection("localhost", 0)
     conn._sock = ours
     yield conn, theirs
+    # A test may finish as soon as the client raises, before the writer thread is done with
+    # ``theirs``: let it finish first, or its shutdown() meets a closed descriptor.
+    while _writers:
+        _writers.pop().join(timeout=5)
     conn.close()
     theirs.close()
 
@@ -44,7 +48,11 @@ def _serve(sock: socket.socket, pieces: list[bytes], close: bool = True) -> thre
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
+    _writers.append(thread)
     return thread
+
+
+_writers: list[threading.Thread] = []  # joined by the ``pair`` fixture before it closes the sockets
 
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -1,4 +1,4 @@
-"""A stateful fake kube-apiserver speaking the real wire format (see /work/shared/k8s-wire/README.md).
+"""A stateful fake kube-apiserver speaking the real wire format (see tests/data/k8s-wire/README.md).
 
 HTTPS (its own CA, made at start), HTTP/1.1 with keep-alive, bearer tokens and client certificates,
 RBAC per user, Status objects with the recorded shapes and headers, Content-Length up to 2048 bytes

@@ -1,6 +1,6 @@
 """The fake API server checked against the responses recorded from a real kube-apiserver.
 
-The recording session (/work/shared/k8s-wire/cases.json) is replayed in order on one fake server,
+The recording session (tests/data/k8s-wire/cases.json) is replayed in order on one fake server,
 with the same raw HTTP/1.1 requests (same header order, ``Connection: close``), and each answer is
 compared with the recorded one: status line, header names in order, Content-Length vs chunked,
 and the body's shape (keys in order, kind, reason, code, details, message). Per-run values —
@@ -14,7 +14,6 @@ of 12 and makes the same four changes meanwhile; "too old" (25, 28) follows a ``
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import ssl
@@ -29,22 +28,10 @@ from pymultus.kube.auth import load_kubeconfig
 from pymultus.kube.client import KubeClient
 from tests.fakeapi.server import FakeApiServer
 
-
-def _find_wire() -> Path:
-    """The recorded kube-apiserver responses: ``$PYMULTUS_K8S_WIRE``, else ``shared/k8s-wire``
-    beside the checkout (where CI and the developers' machines put it)."""
-    override = os.environ.get("PYMULTUS_K8S_WIRE")
-    if override:
-        return Path(override)
-    repo = Path(__file__).resolve().parents[2]
-    for candidate in (repo.parent / "shared" / "k8s-wire", repo.parent.parent / "shared" / "k8s-wire"):
-        if (candidate / "cases.json").exists():
-            return candidate
-    return repo.parent / "shared" / "k8s-wire"
-
-
-WIRE = _find_wire()
-CASES = json.loads((WIRE / "cases.json").read_text()) if (WIRE / "cases.json").exists() else []
+WIRE = Path(__file__).resolve().parents[1] / "data" / "k8s-wire"
+# Cases 29 and later (DRA, CSR, ValidatingAdmissionPolicy) are recorded for a later issue: the fake
+# does not serve those resources yet, so only the session up to case 28 is replayed.
+CASES = [c for c in json.loads((WIRE / "cases.json").read_text()) if int(c["file"][:2]) < 29]
 NOBODY = "system:serviceaccount:wire:nobody"
 
 
@@ -130,8 +117,6 @@ def _pod_meta(server: FakeApiServer) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def replies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Reply]:
     """Replay the whole recording session once; the tests below compare case by case."""
-    if not CASES:
-        pytest.skip(f"the wire recordings are not at {WIRE}")
     server = FakeApiServer(tmp_path_factory.mktemp("wire")).start()
     server.add_token("nobody-token", NOBODY, allowed=())
     client = KubeClient(

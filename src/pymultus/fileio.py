@@ -1,13 +1,95 @@
-"""Crash-safe file writes shared by every cache and generated file of pymultus.
+"""Crash-safe file writes and bounded file reads shared by every cache and file of pymultus.
 
 A reader sees either the old content or the new one, never a truncated file: write a temp file
 in the same directory, fsync it, rename it over the target, fsync the directory.
+
+Every file pymultus reads goes through :func:`read_file`: a regular file of bounded size, or a
+clear error. Without it, a configuration or cache path that names ``/dev/zero`` (or a symlink to
+it) grows the process until the kernel kills it, and a FIFO hangs it.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from _thread import get_ident
+
+from pymultus.errors import IOFailure
+
+# The default cap of read_file: far above any configuration, cache entry, kubeconfig or manifest
+# file (a Kubernetes object is at most ~1.5 MiB), far below what hurts a node.
+READ_LIMIT = 8 << 20
+NAME_MAX = 255  # bytes in one path component (Linux NAME_MAX)
+_TMP_STEM_MAX = 128  # characters of the target's name kept in a temp file's name
+
+_FILE_TYPES = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+class UnreadableFile(IOFailure, OSError):
+    """:func:`read_file` refused the file: not a regular file, a symlink where none may be, or
+    larger than the cap. Also an ``OSError`` whose ``strerror`` says why, so code that reports
+    ``cannot read <path>: <strerror>`` for any ``OSError`` reports these the same way."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path} {reason}", details=f"path={path}")
+        self.filename = path
+        self.strerror = reason
+
+
+def read_file(path: str, *, limit: int = READ_LIMIT, follow_symlinks: bool = True) -> bytes:
+    """The content of the regular file ``path``, at most ``limit`` bytes.
+
+    Opened with O_NONBLOCK (a FIFO cannot hang the open) and, when ``follow_symlinks`` is False,
+    O_NOFOLLOW (for files only pymultus writes, e.g. caches: a symlink there is never ours); the
+    type and size are checked on the open descriptor, and at most ``limit + 1`` bytes are read
+    (a file that grows while it is read is refused too). Raises ``FileNotFoundError`` and other
+    ``OSError`` as ``open`` would, and :class:`UnreadableFile` for a file refused here.
+    """
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if not follow_symlinks and os.path.islink(path):
+            raise UnreadableFile(path, "is a symbolic link, not a regular file") from exc
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _FILE_TYPES if test(mode)), "not a regular file")
+            raise UnreadableFile(path, f"is {kind}, not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise UnreadableFile(path, f"is larger than {limit} bytes")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def bounded_name(name: str) -> str:
+    """``name`` as one path component: itself when it fits in NAME_MAX bytes (so the names Go
+    Multus and libcni use stay the same), else a prefix and a SHA-256 of the whole name — the
+    same name always maps to the same file, and two names to different files."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= NAME_MAX:
+        return name
+    import hashlib
+
+    digest = hashlib.sha256(raw).hexdigest()
+    prefix = raw[: NAME_MAX - len(digest) - 1].decode("utf-8", "ignore")
+    return f"{prefix}-{digest}"
 
 
 def ensure_private_dir(path: str, mode: int = 0o700) -> None:
@@ -32,9 +114,9 @@ def write_atomically(
     is acceptable for their file.
     """
     try:
-        with open(path, "rb") as current:
-            if current.read() == data and os.stat(path).st_mode & 0o777 == mode:
-                return False
+        # Bounded by the new content: a longer (or endless) file is different anyway.
+        if read_file(path, limit=len(data)) == data and os.stat(path).st_mode & 0o777 == mode:
+            return False
     except OSError:
         pass
     directory = os.path.dirname(path) or "."
@@ -42,8 +124,10 @@ def write_atomically(
         os.makedirs(directory, mode=0o755, exist_ok=True)
     else:
         ensure_private_dir(directory, dir_mode)
-    # Unique per process and thread: the daemon writes from a pool of threads.
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{get_ident()}.tmp")
+    # Unique per process and thread: the daemon writes from a pool of threads. The target's name
+    # is cut so that the temp name fits in NAME_MAX even when the target's name does.
+    stem = os.path.basename(path)[:_TMP_STEM_MAX]
+    tmp = os.path.join(directory, f".{stem}.{os.getpid()}.{get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.fchmod(fd, mode)

@@ -13,6 +13,11 @@ from pymultus.errors import DecodingError
 
 _WHITESPACE = " \t\n\r"
 
+# Deepest nesting of arrays/objects accepted. CNI configurations, results, annotations and API
+# objects nest a dozen levels at most; without a bound, a document nested ~1,000 levels deep makes
+# the C scanner (and anything that walks the value later) fail with RecursionError, a code 999.
+MAX_DEPTH = 256
+
 
 class _DecoderContext:
     """The attributes ``_json.make_scanner`` reads from a ``json.JSONDecoder``."""
@@ -56,6 +61,14 @@ class JSONDecodeError(DecodingError, ValueError):
     """Invalid JSON; a CNI decoding failure (code 6)."""
 
 
+class JSONNestingError(JSONDecodeError):
+    """Valid or not, the document nests arrays/objects deeper than :data:`MAX_DEPTH` (code 6).
+
+    A subclass of :class:`JSONDecodeError`, so every caller that maps decoding errors to its own
+    code (annotations and NAD configs: 7) does the same for this one.
+    """
+
+
 def loads(data: str | bytes | bytearray, *, what: str = "JSON document") -> object:
     """Decode one JSON document; ``what`` names it in the error message."""
     if isinstance(data, bytes | bytearray):
@@ -70,12 +83,17 @@ def loads(data: str | bytes | bytearray, *, what: str = "JSON document") -> obje
         raise JSONDecodeError(f"{what} is empty")
     try:
         value, end = _scan_once(text, start)
+    except RecursionError:
+        raise _too_deep(what) from None
     except (StopIteration, ValueError, SystemError):
         # Error path only: the full decoder gives the precise message and position.
         raise JSONDecodeError(f"{what} is not valid JSON: {_explain(text)}") from None
     end = _skip_whitespace(text, end)
     if end != len(text):
         raise JSONDecodeError(f"{what} is not valid JSON: extra data at offset {end}")
+    # Only a document with more brackets than the limit can be nested deeper (a C-speed count).
+    if text.count("[") + text.count("{") > MAX_DEPTH:
+        _check_depth(value, what)
     return value
 
 
@@ -96,6 +114,24 @@ def dumps(obj: object) -> str:
 
 def dumpb(obj: object) -> bytes:
     return dumps(obj).encode("ascii")
+
+
+def _too_deep(what: str) -> JSONNestingError:
+    return JSONNestingError(f"{what} is nested deeper than {MAX_DEPTH} levels of arrays and objects")
+
+
+def _check_depth(value: object, what: str) -> None:
+    """Raise :class:`JSONNestingError` when containers nest deeper than MAX_DEPTH (iteratively:
+    the check itself must not recurse)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth >= MAX_DEPTH:
+                    raise _too_deep(what)
+                stack.append((child, depth + 1))
 
 
 def _skip_whitespace(text: str, pos: int) -> int:

@@ -57,11 +57,12 @@ def add(call: Call) -> dict[str, object]:
             call.log("warning", warning)
             call.event(EventKind.WARNING, "CapabilityNotDeclared", warning)
 
-    if not call.deps.netns.netns_exists(call.request.netns):
-        # Checked before anything is written, so a bad CNI_NETNS changes nothing on the host.
+    problem = call.deps.netns.pod_netns_problem(call.request.netns)
+    if problem:
+        # Checked before anything is written, so a bad CNI_NETNS (not a netns, or the host's own)
+        # changes nothing on the host.
         raise InvalidEnvironment(
-            f'CNI_NETNS "{call.request.netns}" is not a network namespace',
-            details=f"container {call.request.container_id}",
+            f'CNI_NETNS "{call.request.netns}" {problem}', details=f"container {call.request.container_id}"
         )
     if any(attachment.resource_name or attachment.device_id for attachment in attachments):
         from pymultus.attach.devices import assign_devices

@@ -11,6 +11,19 @@ Where the attachments come from, in order:
 
 Every delegate is attempted, in reverse order; failures are collected and reported with the
 first failing delegate's own code. A repeated DEL succeeds.
+
+What DEL guarantees (docs/troubleshooting.md, "What DEL guarantees"):
+- it never reports success while a recorded attachment (in the delegate list or a result cache)
+  was not removed, unless removal is impossible by construction; what failed stays recorded, so
+  a later DEL (or GC) retries exactly that;
+- "impossible by construction": a delegate whose binary is missing and that has no result cache
+  (its ADD never completed: nothing can exist through it), and a cache entry that cannot be
+  decoded (it names no plugin to call) — both logged as errors; an undecodable result cache of
+  the container is removed, a bad item of the delegate list is replaced by the container's
+  result caches;
+- one bad entry never stops the others from being deleted;
+- without any record, DEL re-resolves the networks best effort and always succeeds: a broken
+  pod annotation, manifest or NAD is logged, never reported.
 """
 
 from __future__ import annotations
@@ -19,7 +32,7 @@ from pymultus.attach.model import Attachment
 from pymultus.attach.runtime import runtime_conf
 from pymultus.cni import cache as result_cache
 from pymultus.cni import netconf
-from pymultus.errors import DelegateFailed, MultusError, PluginNotFound
+from pymultus.errors import DelegateFailed, IOFailure, MultusError, PluginNotFound
 from pymultus.store import delegates as store
 
 TYPE_CHECKING = False
@@ -28,7 +41,7 @@ if TYPE_CHECKING:
 
 
 def delete(call: Call) -> None:
-    attachments, certain = _attachments_to_delete(call)
+    attachments, certain, unusable = _attachments_to_delete(call)
     cni = call.cni()
     failures: list[tuple[Attachment, MultusError]] = []
     for attachment in reversed(attachments):
@@ -36,8 +49,14 @@ def delete(call: Call) -> None:
         try:
             cni.del_network_list(attachment.network, rt)
         except PluginNotFound as exc:
-            # A delegate whose binary is gone cannot have resources we could free through it;
-            # failing here would only leave the pod stuck in Terminating (Multus's behaviour).
+            if certain and _was_added(call, attachment):
+                # Its ADD completed (libcni cached the result): an interface and a lease exist
+                # that only this plugin can remove. Report it and keep it recorded.
+                call.log("error", f"DEL of {attachment.name} ({attachment.ifname}) failed: {exc.msg}")
+                failures.append((attachment, exc))
+                continue
+            # Never added through this binary (e.g. a rolled-back ADD that failed on it):
+            # nothing can exist through it, and failing would leave the pod stuck in Terminating.
             call.log("warning", f"DEL of {attachment.name}: {exc.msg}; nothing to undo through it")
         except MultusError as exc:
             if not certain:
@@ -47,6 +66,7 @@ def delete(call: Call) -> None:
                 continue
             call.log("error", f"DEL of {attachment.name} ({attachment.ifname}) failed: {exc.msg}")
             failures.append((attachment, exc))
+            continue  # its device-info file stays with it until a DEL succeeds
         if attachment.device_info_file:
             from pymultus.attach.devices import remove_device_info
 
@@ -57,34 +77,54 @@ def delete(call: Call) -> None:
         store.save(call.conf.cni_dir, call.request.container_id, {"delegates": [a.to_record() for a in kept]})
     else:
         store.remove(call.conf.cni_dir, call.request.container_id)
+    for path, reason in unusable:
+        _remove_unusable(call, path, reason)
     if failures:
         raise _summary(call, failures)
 
 
-def _attachments_to_delete(call: Call) -> tuple[list[Attachment], bool]:
-    """The attachments and whether we know for sure they were added (errors are then reported)."""
+def _attachments_to_delete(call: Call) -> tuple[list[Attachment], bool, list[tuple[str, str]]]:
+    """The attachments, whether we know for sure they were added (errors are then reported), and
+    the container's result-cache files that cannot be used (path, why)."""
     try:
         record = store.load(call.conf.cni_dir, call.request.container_id)
     except store.CorruptEntry as exc:
         call.log("error", f"{exc.msg}; recovering the delegates from their result caches")
         record = None
     if record is not None:
-        attachments = [Attachment.from_record(item) for item in _records(record)]
+        attachments: list[Attachment] = []
+        bad = 0
+        for index, item in enumerate(_records(record)):
+            try:
+                attachments.append(Attachment.from_record(item))
+            except MultusError as exc:
+                bad += 1
+                call.log("error", f"item {index} of the delegate cache is unusable ({exc.msg})")
         if record.get("legacy"):
             _name_legacy(attachments, call.request.ifname)
-        return attachments, True
+        if not bad:
+            return attachments, True, []
+        # One bad item must not stop the others: add what the result caches know beyond them.
+        recorded = {(a.network.name, a.ifname) for a in attachments}
+        cached, unusable = _from_result_caches(call)
+        extra = [a for a in cached if (a.network.name, a.ifname) not in recorded]
+        call.log("error", f"recovering {len(extra)} attachment(s) from their result caches")
+        return extra + attachments, True, unusable
 
-    cached = [
-        entry
-        for entry in result_cache.list_attachments(call.conf.cni_dir)
-        if entry.container_id == call.request.container_id
-    ]
+    cached, unusable = _from_result_caches(call)
     if cached:
-        return [_from_result_cache(entry) for entry in cached], True
+        return cached, True, unusable
 
-    pod = call.load_pod() if call.deps.pods is not None else None
+    try:
+        pod = call.load_pod() if call.deps.pods is not None else None
+    except MultusError as exc:
+        # A broken manifest, annotation or API answer must not block the release of a pod.
+        call.log(
+            "warning", f"no delegate cache and the pod cannot be read ({exc.msg}); using the configuration"
+        )
+        pod = None
     if pod is None and call.conf.cluster_network == "" and not call.conf.delegates:
-        return [], False
+        return [], False, unusable
     from pymultus.attach.resolve import resolve
 
     try:
@@ -99,11 +139,62 @@ def _attachments_to_delete(call: Call) -> tuple[list[Attachment], bool]:
         call.log(
             "warning", f"no delegate cache and the networks cannot be resolved ({exc.msg}); nothing to delete"
         )
-        return [], False
+        return [], False, unusable
     call.log(
         "warning", "no delegate cache: deleting the networks resolved from the configuration, best effort"
     )
-    return resolution.attachments, False
+    return resolution.attachments, False, unusable
+
+
+def _from_result_caches(call: Call) -> tuple[list[Attachment], list[tuple[str, str]]]:
+    """The container's attachments according to libcni's result caches, and the files of the
+    container that cannot be used (one bad file never hides the others)."""
+    cni_dir, container_id = call.conf.cni_dir, call.request.container_id
+    unusable: list[tuple[str, str]] = []
+    try:
+        entries = result_cache.list_attachments(
+            cni_dir, container_id=container_id, on_corrupt=lambda path, why: unusable.append((path, why))
+        )
+    except IOFailure as exc:
+        call.log("error", f"{exc.msg}; the result caches cannot be used")
+        return [], []
+    attachments: list[Attachment] = []
+    for entry in entries:
+        try:
+            attachments.append(_from_result_cache(entry))
+        except MultusError as exc:
+            try:
+                path = result_cache.result_path(cni_dir, entry.network_name, container_id, entry.ifname)
+            except MultusError:
+                call.log(
+                    "error", f"the result cache of network {entry.network_name!r} is unusable: {exc.msg}"
+                )
+                continue
+            unusable.append((path, f"its config is unusable: {exc.msg}"))
+    return attachments, unusable
+
+
+def _was_added(call: Call, attachment: Attachment) -> bool:
+    """Whether libcni's result cache proves the attachment's ADD completed (unreadable: assume so)."""
+    try:
+        entry = result_cache.read(
+            call.conf.cni_dir, attachment.network.name, call.request.container_id, attachment.ifname
+        )
+    except MultusError:
+        return True
+    return entry is not None
+
+
+def _remove_unusable(call: Call, path: str, reason: str) -> None:
+    """An undecodable result cache names no plugin to call: no DEL can ever use it (the rule in
+    the module docstring). Say so, and remove it so that it is not reported forever."""
+    import os
+
+    call.log("error", f"the result cache {path} cannot be used and is removed: {reason}")
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        call.log("error", f"cannot remove the result cache {path}: {exc.strerror}")
 
 
 def _records(record: dict[str, object]) -> list[dict[str, object]]:

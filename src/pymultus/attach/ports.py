@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 
         def netns_exists(self, path: str) -> bool: ...
 
+        def pod_netns_problem(self, path: str) -> str:
+            """Why ``path`` cannot be a pod's network namespace, or "" (e.g. the caller's own)."""
+            ...
+
         def interface_exists(self, netns: str, ifname: str) -> bool: ...
 
         def replace_default_routes(

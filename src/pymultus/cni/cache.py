@@ -89,11 +89,15 @@ class CachedAttachment:
 
 
 def result_path(cache_dir: str, network: str, container_id: str, ifname: str) -> str:
-    """The cache file of one attachment; the ids are validated first (no ``../`` in a path)."""
+    """The cache file of one attachment; the ids are validated first (no ``../`` in a path).
+
+    libcni's name when it fits in NAME_MAX (where libcni itself would fail), else a shortened
+    name with a hash of the whole (``fileio.bounded_name``): very long container IDs work too.
+    """
     spec.validate_network_name(network)
     spec.validate_container_id(container_id)
     spec.validate_ifname(ifname)
-    return os.path.join(cache_dir, RESULTS_DIR, f"{network}-{container_id}-{ifname}")
+    return os.path.join(cache_dir, RESULTS_DIR, fileio.bounded_name(f"{network}-{container_id}-{ifname}"))
 
 
 def write(cache_dir: str, entry: CachedAttachment) -> None:
@@ -125,13 +129,12 @@ def read(
     """
     path = result_path(cache_dir, network, container_id, ifname)
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
+        data = fileio.read_file(path, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    except IsADirectoryError:
+    except fileio.UnreadableFile as exc:  # a directory, device, FIFO, symlink or a huge file
         if on_corrupt is not None:
-            on_corrupt(path, "is a directory")
+            on_corrupt(path, str(exc.strerror))
         return None
     except OSError as exc:
         raise IOFailure(f"cannot read the CNI result cache {path}: {exc.strerror}") from exc
@@ -148,19 +151,28 @@ def remove(cache_dir: str, network: str, container_id: str, ifname: str) -> bool
         # No directory fsync (~9 ms on these disks, every DEL): an entry that reappears after a
         # crash only means one more DEL, which is idempotent. Writes stay fully durable.
         os.unlink(path)
-    except FileNotFoundError:
-        return False
-    except IsADirectoryError:
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return False
     except OSError as exc:
+        # unlink on a read-only file system fails with EROFS before it looks the name up.
+        if not os.path.lexists(path):
+            return False
         raise IOFailure(f"cannot remove the CNI result cache {path}: {exc.strerror}") from exc
     return True
 
 
 def list_attachments(
-    cache_dir: str, network: str | None = None, *, container_id: str | None = None
+    cache_dir: str,
+    network: str | None = None,
+    *,
+    container_id: str | None = None,
+    on_corrupt: Callable[[str, str], None] | None = None,
 ) -> list[CachedAttachment]:
-    """Every readable cniCacheV1 entry (libcni's ``GetCachedAttachments``), optionally filtered."""
+    """Every readable cniCacheV1 entry (libcni's ``GetCachedAttachments``), optionally filtered.
+
+    Unreadable files are skipped (one bad file never hides the others); with ``container_id``,
+    ``on_corrupt(path, reason)`` is told about those whose name shows they are that container's.
+    """
     directory = os.path.join(cache_dir, RESULTS_DIR)
     try:
         names = sorted(os.listdir(directory))
@@ -172,13 +184,23 @@ def list_attachments(
     for name in names:
         if name.startswith("."):
             continue  # temp files of an interrupted write
+        if container_id is not None and f"-{container_id}-" not in name and len(name) < fileio.NAME_MAX:
+            continue  # another container's (only a name shortened by bounded_name hides its ID)
+        path = os.path.join(directory, name)
         try:
-            with open(os.path.join(directory, name), "rb") as handle:
-                data = handle.read()
-        except OSError:
+            # Symlinks, FIFOs, devices and huge files are refused: /dev/zero or a FIFO here
+            # would otherwise exhaust the memory of (or hang) every DEL that lists the cache.
+            data = fileio.read_file(path, follow_symlinks=False)
+        except OSError as exc:
+            _report(on_corrupt, container_id, path, exc.strerror or str(exc))
             continue
-        entry, _ = _decode(data)
-        if entry is None or entry.legacy:
+        # With a network name, a legacy entry (a bare result) decodes as one and is skipped
+        # below instead of being reported as corrupt.
+        entry, reason = _decode(data, network=name)
+        if entry is None:
+            _report(on_corrupt, container_id, path, reason)
+            continue
+        if entry.legacy:
             continue  # a legacy entry does not say which network or container it belongs to
         if network is not None and entry.network_name != network:
             continue
@@ -186,6 +208,13 @@ def list_attachments(
             continue
         found.append(entry)
     return found
+
+
+def _report(
+    on_corrupt: Callable[[str, str], None] | None, container_id: str | None, path: str, reason: str
+) -> None:
+    if on_corrupt is not None and container_id is not None and f"-{container_id}-" in os.path.basename(path):
+        on_corrupt(path, reason)
 
 
 def _decode(

@@ -78,6 +78,9 @@ class Netns:
     def netns_exists(self, path: str) -> bool:
         return netns_exists(path)
 
+    def pod_netns_problem(self, path: str) -> str:
+        return pod_netns_problem(path)
+
     def interface_exists(self, netns: str, ifname: str) -> bool:
         """Whether ``ifname`` exists in the namespace at ``netns`` (IOFailure if that is missing)."""
         if not _plausible_ifname(ifname):
@@ -120,16 +123,41 @@ class Netns:
 def netns_exists(path: str) -> bool:
     """Whether ``path`` is a network namespace (a missing path, or a leftover plain file after the
     runtime unmounted the namespace, is not)."""
+    return _netns_identity(path) is not None
+
+
+def pod_netns_problem(path: str) -> str:
+    """Why ``path`` cannot be a pod's network namespace ("is not a network namespace", "is the
+    network namespace multus itself runs in ..."), or "" when it can.
+
+    The caller's own namespace (``CNI_NETNS=/proc/self/ns/net``, or any path to the host's when
+    the thin plugin or the hostNetwork daemon runs there) is refused: the delegates would
+    configure the host itself. Compared by the nsfs device and inode, as ``ip netns identify``.
+    """
+    identity = _netns_identity(path)
+    if identity is None:
+        return "is not a network namespace"
+    own = os.stat("/proc/self/ns/net")
+    if identity == (own.st_dev, own.st_ino):
+        return "is the network namespace multus itself runs in (the host's), not a pod's"
+    return ""
+
+
+def _netns_identity(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the network namespace at ``path``, None when it is not one."""
     import fcntl
 
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return False
+        return None
     try:
-        return fcntl.ioctl(fd, _NS_GET_NSTYPE) == CLONE_NEWNET
+        if fcntl.ioctl(fd, _NS_GET_NSTYPE) != CLONE_NEWNET:
+            return None
+        st = os.fstat(fd)
+        return st.st_dev, st.st_ino
     except OSError:
-        return False
+        return None
     finally:
         os.close(fd)
 

@@ -17,7 +17,7 @@ import os
 
 from pymultus import fileio, jsonio
 from pymultus.cni.spec import validate_container_id
-from pymultus.errors import MultusError
+from pymultus.errors import InvalidConfig, IOFailure, MultusError
 
 KIND = "pymultusDelegates"
 SCHEMA_VERSION = 1
@@ -28,9 +28,14 @@ class CorruptEntry(MultusError):
 
 
 def entry_path(cni_dir: str, container_id: str) -> str:
-    """The cache path of ``container_id``, validated so it cannot escape ``cni_dir``."""
+    """The cache path of ``container_id``, validated so it cannot escape ``cni_dir``.
+
+    The file is named after the container ID, as in Go Multus; an ID longer than NAME_MAX
+    (255 bytes) gets a shortened name with a hash of the whole ID (``fileio.bounded_name``) —
+    the document inside still holds the full ``containerId``.
+    """
     validate_container_id(container_id)
-    return os.path.join(cni_dir, container_id)
+    return os.path.join(cni_dir, fileio.bounded_name(container_id))
 
 
 def save(cni_dir: str, container_id: str, record: dict[str, object]) -> None:
@@ -46,7 +51,15 @@ def save(cni_dir: str, container_id: str, record: dict[str, object]) -> None:
     caches, then the configuration) anyway.
     """
     document = {"kind": KIND, "schemaVersion": SCHEMA_VERSION, "containerId": container_id, **record}
-    fileio.write_atomically(entry_path(cni_dir, container_id), jsonio.dumpb(document), sync_dir=False)
+    path = entry_path(cni_dir, container_id)
+    try:
+        fileio.write_atomically(path, jsonio.dumpb(document), sync_dir=False)
+    except OSError as exc:
+        if os.path.exists(cni_dir) and not os.path.isdir(cni_dir):
+            raise InvalidConfig(f"cniDir {cni_dir} is not a directory", details=f"cniDir={cni_dir}") from None
+        raise IOFailure(
+            f"cannot write the delegate cache {path}: {exc.strerror}", details=f"path={path}"
+        ) from None
 
 
 def load(cni_dir: str, container_id: str) -> dict[str, object] | None:
@@ -57,9 +70,9 @@ def load(cni_dir: str, container_id: str) -> dict[str, object] | None:
     """
     path = entry_path(cni_dir, container_id)
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
+        # Only pymultus writes this file: a symlink, a FIFO or a device there is refused.
+        data = fileio.read_file(path, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):  # no such file, or cniDir is not a directory
         return None
     except OSError as exc:
         raise CorruptEntry(f"cannot read the delegate cache {path}: {exc.strerror}") from exc
@@ -88,11 +101,24 @@ def remove(cni_dir: str, container_id: str) -> bool:
     No directory fsync (as for libcni's result cache, ``pymultus.cni.cache.remove``): an entry
     that reappears after a power loss only means one more DEL of the same delegates, and DEL is
     idempotent (DESIGN item 2).
+
+    Nothing to remove is not an error, whatever the reason: no file, a ``cniDir`` that is not a
+    directory, a read-only ``cniDir`` without the file, or a directory in the entry's place
+    (never ours: it is left alone). :class:`~pymultus.errors.IOFailure` when a file that is
+    there cannot be removed.
     """
+    path = entry_path(cni_dir, container_id)
     try:
-        os.unlink(entry_path(cni_dir, container_id))
-    except FileNotFoundError:
+        os.unlink(path)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return False
+    except OSError as exc:
+        # unlink on a read-only file system fails with EROFS before it looks the name up.
+        if not os.path.lexists(path):
+            return False
+        raise IOFailure(
+            f"cannot remove the delegate cache {path}: {exc.strerror}", details=f"path={path}"
+        ) from None
     return True
 
 

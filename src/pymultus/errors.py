@@ -109,6 +109,16 @@ class DelegateTimeout(TryAgainLater):
     """A delegate plugin did not finish within its timeout and was killed."""
 
 
+class PodUidMismatch(TryAgainLater):
+    """The pod of that name has another UID than ``K8S_POD_UID`` (a re-created StatefulSet pod,
+    or a cache that still holds the other one): transient, so the runtime retries. The manifest
+    source raises it with code 7 (the manifest is configuration: retrying changes nothing)."""
+
+
+class ContainerBusy(TryAgainLater):
+    """Another ADD or DEL of the same container is running, or a DEL cancelled this ADD."""
+
+
 class KubeError(MultusError):
     """The Kubernetes API answered with an error; translated in one place, ``kube.client.api_error``."""
 

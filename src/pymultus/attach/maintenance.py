@@ -72,11 +72,14 @@ def gc(call: Call) -> None:
     valid_ids = None if valid is None else {str(item.get("containerID", "")) for item in valid}
     failures: list[MultusError] = []
     live: list[tuple[str, Attachment]] = []
-    for container_id in _cached_containers(call.conf.cni_dir):
+    for name in _cached_containers(call.conf.cni_dir):
         try:
-            record = store.load(call.conf.cni_dir, container_id)
+            record = store.load(call.conf.cni_dir, name)
         except store.CorruptEntry:
             record = None
+        container_id = name
+        if record is not None and isinstance(record.get("containerId"), str):
+            container_id = str(record["containerId"])  # a long ID's file name is shortened
         if valid_ids is not None and container_id not in valid_ids:
             try:
                 delete(_call_for(call, container_id, record))

@@ -1,0 +1,109 @@
+"""containerd's CRI runs pod sandboxes with pymultus as its CNI plugin (thin without Kubernetes,
+thin with the fake API server, thick): addresses, pings, what containerd sends, and a clean node
+after every scenario."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import random
+import subprocess
+
+import pytest
+
+from tests.cri.rig import CriRig
+from tests.support.cri import Sandbox
+
+pytestmark = pytest.mark.netns
+
+
+def in_subnet(address: str, subnet: str) -> bool:
+    return ipaddress.ip_interface(address).ip in ipaddress.ip_network(subnet)
+
+
+def test_sandboxes_get_every_network_and_reach_each_other_over_each(rig: CriRig) -> None:
+    nads = [rig.network(), rig.network()]
+    sandboxes = [rig.run(rig.pod(nads)) for _ in range(2)]
+    for sandbox in sandboxes:
+        links = sandbox.links()
+        assert set(links) == {"lo", "eth0", "net1", "net2"}, links
+        # What CRI reports is the cluster network's address, on eth0.
+        assert sandbox.ipv4("eth0") == [f"{sandbox.ip}/24"]
+        assert in_subnet(sandbox.ip, rig.cluster_subnet)
+        for index, nad in enumerate(nads, start=1):
+            (address,) = sandbox.ipv4(f"net{index}")
+            assert in_subnet(address, rig.subnets[nad]), (nad, address)
+    first, second = sandboxes
+    assert first.ping(second.ip)
+    for index in (1, 2):
+        (peer,) = second.ipv4(f"net{index}")
+        assert first.ping(peer.split("/")[0]), f"no ping over net{index}"
+    for sandbox in sandboxes:
+        rig.stop_remove(sandbox.id)
+    assert rig.nothing_left() == {}
+
+
+def host_veth_of(sandbox: Sandbox, ifname: str = "eth0") -> str:
+    """The host end of the sandbox's veth ``ifname`` (its peer's ifindex, found on the host)."""
+    peer_index = sandbox.links()[ifname]["link_index"]
+    out = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=True).stdout
+    (name,) = [str(link["ifname"]) for link in json.loads(out) if link["ifindex"] == peer_index]
+    return name
+
+
+def test_what_containerd_sends_reaches_the_cluster_network_delegates(rig: CriRig) -> None:
+    recorded_nad = rig.network(
+        plugins=[
+            {
+                "type": "pmtest",
+                "capabilities": {"portMappings": True},
+                "pmtest": {"record": str(rig.record_log)},
+            }
+        ]
+    )
+    host_port = random.randint(20000, 29999)
+    pod = rig.pod(
+        [recorded_nad],
+        annotations={
+            "kubernetes.io/ingress-bandwidth": "10M",
+            "kubernetes.io/egress-bandwidth": "20M",
+            "example.com/note": "cri",
+        },
+        port_mappings=[(8080, host_port)],
+        dns_servers=["10.0.0.10"],
+    )
+    sandbox = rig.run(pod)
+    adds = rig.records(sandbox.id, "ADD")
+    assert len(adds) == 2, adds  # the cluster network's recorder, then net1's
+    cluster, secondary = adds
+    env = cluster["env"]
+    assert env["CNI_NETNS"] == sandbox.netns and env["CNI_IFNAME"] == "eth0"
+    args = dict(item.split("=", 1) for item in env["CNI_ARGS"].split(";"))
+    assert args["K8S_POD_UID"] == pod.uid
+    assert args["K8S_POD_INFRA_CONTAINER_ID"] == sandbox.id
+    assert (args["K8S_POD_NAMESPACE"], args["K8S_POD_NAME"]) == (pod.namespace, pod.name)
+    runtime = cluster["conf"]["runtimeConfig"]
+    # containerd 1.6 (go-cni) spells the keys of its Go structs ("HostPort", "IngressRate");
+    # pymultus passes them unchanged, and the Go plugins decode them case-insensitively.
+    assert runtime["portMappings"] == [
+        {"HostPort": host_port, "ContainerPort": 8080, "Protocol": "tcp", "HostIP": ""}
+    ]
+    assert runtime["bandwidth"]["IngressRate"] == 10_000_000
+    assert runtime["bandwidth"]["EgressRate"] == 20_000_000
+    assert runtime["dns"]["Servers"] == ["10.0.0.10"]
+    assert runtime["io.kubernetes.cri.pod-annotations"]["example.com/note"] == "cri"
+    # The runtime's requests are the cluster network's only (NPWG 7.5), even where declared.
+    assert secondary["env"]["CNI_IFNAME"] == "net1"
+    assert "portMappings" not in (secondary["conf"].get("runtimeConfig") or {})
+
+    # portmap made the DNAT rule, bandwidth shaped the host end of eth0.
+    nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
+    dnat = [line for line in nat.splitlines() if f"--to-destination {sandbox.ip}:8080" in line]
+    assert dnat and all(f"--dport {host_port}" in line for line in dnat), nat
+    qdiscs = subprocess.run(
+        ["tc", "qdisc", "show", "dev", host_veth_of(sandbox)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "tbf" in qdiscs, qdiscs
+
+    rig.stop_remove(sandbox.id)
+    assert rig.nothing_left() == {}

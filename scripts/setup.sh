@@ -18,6 +18,12 @@ command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)  # the demo and test
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)  # the fake API server makes its test CA with it
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
 command -v patchelf >/dev/null 2>&1 || need_apt+=(patchelf)  # the installer's self-contained bundle
+# The CRI tests run pod sandboxes through a private containerd; the pause image is built with gcc.
+command -v containerd >/dev/null 2>&1 || need_apt+=(containerd)
+command -v runc >/dev/null 2>&1 || need_apt+=(runc)
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
+dpkg -s libc6-dev >/dev/null 2>&1 || need_apt+=(libc6-dev)  # libc.a: the pause binary is static
+command -v iptables-save >/dev/null 2>&1 || need_apt+=(iptables)  # portmap's rules, checked by the tests
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -25,7 +25,11 @@ What we write goes to ``<directory>/status/``, never into the user's files:
   ``reason``, ``message``, ``involvedObject`` {``kind``, ``namespace``, ``name``, ``uid``}.
   Appended with a single ``O_APPEND`` write; recording an event never raises.
 
-PyYAML is imported only here, and only when the directory is read.
+PyYAML is imported only here, and only when the directory is read. Every file is read through
+``fileio.read_file`` (regular files only, at most 8 MiB each). YAML aliases are resolved with a
+bound: a file may expand to at most twice as many values and string characters as it has
+bytes (an alias-free file never reaches that), and nest at most ``jsonio.MAX_DEPTH`` levels,
+so a 500-byte "billion laughs" document is an error naming the file, not 10^8 values in memory.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import os
 
 from pymultus import jsonio
 from pymultus.errors import InvalidConfig, IOFailure
-from pymultus.fileio import write_atomically
+from pymultus.fileio import read_file, write_atomically
 from pymultus.kube.netstatus import NETWORK_STATUS_ANNOTATION, decode_status, encode_status
 
 TYPE_CHECKING = False
@@ -142,8 +146,7 @@ class ManifestPodSource:
     def read_network_status(self, namespace: str, name: str) -> list[dict[str, object]] | None:
         """The network-status last written for the pod, or None when there is none."""
         try:
-            with open(self.status_path(namespace, name), encoding="utf-8") as handle:
-                value = handle.read()
+            value = read_file(self.status_path(namespace, name)).decode("utf-8")
         except FileNotFoundError:
             return None
         return decode_status(value)
@@ -200,8 +203,7 @@ class ManifestPodSource:
         if fingerprint is None:
             return None
         try:
-            with open(self.cache_path, "rb") as handle:
-                doc = jsonio.loads(handle.read(), what="manifest cache")
+            doc = jsonio.loads(read_file(self.cache_path, follow_symlinks=False), what="manifest cache")
         except (OSError, jsonio.JSONDecodeError):
             return None
         if not isinstance(doc, dict) or doc.get("schema") != CACHE_SCHEMA or doc.get("files") != fingerprint:
@@ -268,8 +270,7 @@ def manifest_files(directory: str) -> list[str]:
 def _objects(path: str) -> list[tuple[str, KubeObject]]:
     """(label for messages, object) for every object of the file, ``kind: List`` flattened."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = read_file(path)
     except OSError as exc:
         raise InvalidConfig(f"cannot read manifest {path}: {exc.strerror}", details=f"path={path}") from None
     if path.endswith(".json"):
@@ -319,8 +320,11 @@ def _yaml_documents(path: str, data: bytes) -> list[object]:
         first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for first, resolvers in base.yaml_implicit_resolvers.items()
     }
+    budget = _Budget(path, len(data))
     try:
-        return [_plain(document) for document in yaml.load_all(data, Loader=_Loader)]
+        return [budget.plain(document, 1) for document in yaml.load_all(data, Loader=_Loader)]
+    except RecursionError:  # the pure-Python loader on a deeply nested document
+        raise budget.too_deep() from None
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
@@ -336,21 +340,52 @@ def _yaml_documents(path: str, data: bytes) -> list[object]:
         ) from None
 
 
-def _plain(value: object) -> object:
-    """YAML values as JSON values (string keys; bytes, sets and other scalars made plain)."""
-    if isinstance(value, dict):
-        return {str(key) if not isinstance(key, str) else key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, set | frozenset):
-        return sorted(_plain(item) for item in value)  # type: ignore[type-var]
-    if isinstance(value, bytes):
-        import base64
+class _Budget:
+    """Turns YAML values into JSON values, bounding what aliases can expand to.
 
-        return base64.b64encode(value).decode("ascii")
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
+    PyYAML builds an aliased collection once and shares it, so loading a "billion laughs"
+    document is cheap; copying it into plain JSON values is what would expand it. Without
+    aliases a file holds fewer values, and fewer string characters, than it has bytes: each
+    value costs 1 and each string its length, from a budget of twice the file's size.
+    """
+
+    __slots__ = ("left", "path")
+
+    def __init__(self, path: str, size: int) -> None:
+        self.path = path
+        self.left = 2 * size + 64  # a few bytes can hold several empty values ("[[]]")
+
+    def too_deep(self) -> InvalidConfig:
+        return InvalidConfig(
+            f"manifest {self.path} nests deeper than {jsonio.MAX_DEPTH} levels", details=f"path={self.path}"
+        )
+
+    def plain(self, value: object, depth: int) -> object:
+        """YAML values as JSON values (string keys; bytes, sets and other scalars made plain)."""
+        self.left -= 1 + len(value) if isinstance(value, str) else 1
+        if self.left < 0:
+            raise InvalidConfig(
+                f"manifest {self.path} expands to far more data than it holds (YAML aliases?)",
+                details=f"path={self.path}",
+            )
+        if isinstance(value, dict | list | tuple | set | frozenset) and depth > jsonio.MAX_DEPTH:
+            raise self.too_deep()
+        if isinstance(value, dict):
+            return {
+                str(key) if not isinstance(key, str) else key: self.plain(item, depth + 1)
+                for key, item in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self.plain(item, depth + 1) for item in value]
+        if isinstance(value, set | frozenset):
+            return sorted(self.plain(item, depth + 1) for item in value)  # type: ignore[type-var]
+        if isinstance(value, bytes):
+            import base64
+
+            return base64.b64encode(value).decode("ascii")
+        if value is None or isinstance(value, str | int | float | bool):
+            return value
+        return str(value)
 
 
 def _identify(obj: KubeObject, label: str) -> tuple[str, str]:

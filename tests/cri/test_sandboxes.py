@@ -8,11 +8,12 @@ import ipaddress
 import json
 import random
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.cri.rig import CriRig
-from tests.support.cri import Sandbox
+from tests.cri.rig import CriRig, wait_until
+from tests.support.cri import CriError, Sandbox
 
 pytestmark = pytest.mark.netns
 
@@ -106,4 +107,87 @@ def test_what_containerd_sends_reaches_the_cluster_network_delegates(rig: CriRig
     assert "tbf" in qdiscs, qdiscs
 
     rig.stop_remove(sandbox.id)
+    assert rig.nothing_left() == {}
+
+
+def multus_dels(rig: CriRig, sandbox_id: str) -> list[list[str]]:
+    """The plugins each DEL of the Multus executable ran, one list per DEL containerd sent."""
+    runs: list[list[str]] = []
+    for command, plugin in rig.execs(sandbox_id):
+        if command != "DEL" or plugin == "loopback":
+            continue
+        if plugin in ("multus", "multus-shim"):
+            runs.append([])
+        elif runs:
+            runs[-1].append(plugin)
+    return runs
+
+
+def test_del_pattern_stop_stop_remove(rig: CriRig) -> None:
+    sandbox = rig.run(rig.pod([rig.network()]))
+    assert rig.cri is not None
+    rig.cri.stop(sandbox.id)
+    assert rig.nothing_left({sandbox.id}).keys() <= {"sandboxes"}  # stopped, not yet removed
+    rig.cri.stop(sandbox.id)
+    rig.cri.remove(sandbox.id)
+    # containerd sends three DELs: Stop with the netns, then Stop again and Remove without it.
+    dels = multus_dels(rig, sandbox.id)
+    assert len(dels) == 3, rig.execs(sandbox.id)
+    first, *later = rig.records(sandbox.id, "DEL")
+    assert first["env"]["CNI_NETNS"] == sandbox.netns
+    assert first["conf"]["prevResult"]["interfaces"], first  # the cached ADD result
+    # The first DEL undoes every delegate, cluster network in reverse chain order.
+    assert dels[0] == ["bridge", "host-local", "pmtest", "bandwidth", "portmap", "bridge", "host-local"]
+    assert all(record["env"]["CNI_NETNS"] == "" for record in later)
+    assert rig.nothing_left() == {}
+
+
+def test_remove_after_the_netns_was_unmounted(rig: CriRig) -> None:
+    sandbox = rig.run(rig.pod([rig.network()]))
+    # What a reboot or a stray clean-up does: the netns bind mount vanishes under containerd.
+    subprocess.run(["umount", sandbox.netns], check=True)
+    rig.stop_remove(sandbox.id)
+    assert [r["env"]["CNI_NETNS"] for r in rig.records(sandbox.id, "DEL")][:1] == [""]
+    # The kernel removes the veth pairs once the last process of the netns is gone.
+    wait_until(lambda: not rig.node.host_veths(), "the sandbox's veths to disappear")
+    assert rig.nothing_left() == {}
+
+
+def test_containerd_restart_with_sandboxes_running(rig: CriRig) -> None:
+    nad = rig.network()
+    first, second = (rig.run(rig.pod([nad])) for _ in range(2))
+    assert rig.cri is not None
+    rig.containerd.restart()
+    rig.cri.wait_ready()
+    assert set(rig.cri.list_ids()) == {first.id, second.id}
+    (peer,) = second.ipv4("net1")
+    assert first.ping(peer.split("/")[0])
+    for sandbox in (first, second):
+        rig.stop_remove(sandbox.id)
+    assert rig.nothing_left() == {}
+
+
+def test_a_failing_second_network_fails_the_sandbox_and_leaves_nothing(rig: CriRig) -> None:
+    good, bad = rig.network(), rig.failing_network()
+    assert rig.cri is not None
+    with pytest.raises(CriError) as failure:
+        rig.run(rig.pod([good, bad]))
+    assert bad in failure.value.details, failure.value.details
+    assert f"{bad} refuses" in failure.value.details
+    assert rig.nothing_left() == {}  # containerd removed the half-made sandbox; pymultus rolled back
+
+
+def test_twenty_sandboxes_in_parallel(rig: CriRig) -> None:
+    nad = rig.network()
+    pods = [rig.pod([nad]) for _ in range(20)]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        sandboxes = list(pool.map(rig.run, pods))
+    addresses = set()
+    for sandbox in sandboxes:
+        assert set(sandbox.links()) == {"lo", "eth0", "net1"}
+        addresses.add(sandbox.ip)
+        addresses.update(sandbox.ipv4("net1"))
+    assert len(addresses) == 40
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        list(pool.map(rig.stop_remove, [sandbox.id for sandbox in sandboxes]))
     assert rig.nothing_left() == {}

@@ -338,8 +338,8 @@ def _auxiliary_chain(conf: MultusConf) -> Attachment | None:
     if os.path.isdir(directory):
         for entry in sorted(os.listdir(directory)):
             if entry.endswith(".conf"):
-                with open(os.path.join(directory, entry), "rb") as handle:
-                    plugins.append(jsonio.loads_object(handle.read(), what=f"auxiliary plugin {entry}"))
+                data = netconf.read_file(os.path.join(directory, entry))
+                plugins.append(jsonio.loads_object(data, what=f"auxiliary plugin {entry}"))
     if len(plugins) < 2:
         return None
     document = {"cniVersion": conf.cni_version, "name": conf.auxiliary_cni_chain_name, "plugins": plugins}

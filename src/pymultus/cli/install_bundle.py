@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from pymultus.errors import InvalidEnvironment, IOFailure
+from pymultus.fileio import read_file
 
 BUNDLE_SCHEMA = 1
 BUNDLE_MARKER = "BUNDLE.json"
@@ -147,8 +148,7 @@ def read_bundle(path: str) -> Bundle:
     """Load ``<path>/BUNDLE.json``; a clear error when the directory is not a bundle."""
     marker = os.path.join(path, BUNDLE_MARKER)
     try:
-        with open(marker, "rb") as f:
-            doc = json.loads(f.read())
+        doc = json.loads(read_file(marker))
     except (OSError, ValueError) as exc:
         raise InvalidEnvironment(
             f"{path} is not a pymultus bundle: cannot read {BUNDLE_MARKER}: {exc}"

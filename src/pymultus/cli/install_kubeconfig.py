@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 
 from pymultus.errors import InvalidEnvironment
+from pymultus.fileio import read_file
 
 DEFAULT_SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -32,10 +33,8 @@ def read_service_account(sa_dir: str = DEFAULT_SERVICE_ACCOUNT_DIR) -> ServiceAc
     token_path = os.path.join(sa_dir, "token")
     ca_path = os.path.join(sa_dir, "ca.crt")
     try:
-        with open(token_path, encoding="utf-8") as f:
-            token = f.read().strip()
-        with open(ca_path, "rb") as f:
-            ca = f.read()
+        token = read_file(token_path).decode("utf-8").strip()
+        ca = read_file(ca_path)
     except OSError as exc:
         raise InvalidEnvironment(
             f"cannot read the service account {exc.filename}: {exc.strerror}; is the pod's "

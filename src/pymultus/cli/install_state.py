@@ -49,8 +49,7 @@ class InstallState:
     def load(cls, bin_dir: str) -> InstallState:
         state = cls(os.path.join(bin_dir, STATE_NAME))
         try:
-            with open(state.path, "rb") as f:
-                doc = json.loads(f.read())
+            doc = json.loads(fileio.read_file(state.path))
         except FileNotFoundError:
             return state
         except (OSError, ValueError) as exc:

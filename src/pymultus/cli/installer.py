@@ -620,8 +620,9 @@ class ConfWriter:
         return is_multus_conf(path)
 
     def copy_user_conf(self) -> None:
-        with open(self.opts.multus_conf_file, "rb") as f:
-            data = f.read()
+        from pymultus.fileio import read_file
+
+        data = read_file(self.opts.multus_conf_file)
         path = os.path.join(self.opts.conf_dir, os.path.basename(self.opts.multus_conf_file))
         self.state.write(path, data, 0o644)
         log.info("copied %s to %s", self.opts.multus_conf_file, path)

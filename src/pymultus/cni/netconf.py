@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from pymultus import jsonio
+from pymultus import fileio, jsonio
 from pymultus.cni import spec
 from pymultus.errors import IncompatibleVersion, InvalidConfig, IOFailure
 
@@ -218,8 +218,7 @@ def _check_plugin(plugin: object, index: int | None, where: str) -> dict[str, ob
 
 def read_file(path: str) -> bytes:
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        return fileio.read_file(path)
     except OSError as exc:
         raise IOFailure(f"cannot read network configuration {path}: {exc.strerror}") from exc
 

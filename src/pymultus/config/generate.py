@@ -98,8 +98,7 @@ def find_primary_conf(
 def is_multus_conf(path: str) -> bool:
     """Whether ``path`` holds a Multus conf (of any name); unreadable files are not ours."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = fileio.read_file(path)
     except OSError:
         return False
     try:
@@ -129,8 +128,7 @@ def parse_version(version: str, *, what: str = "cniVersion") -> tuple[int, int, 
 def load_primary(primary_path: str) -> dict[str, object]:
     """Read and check the primary conf: a JSON object with a cniVersion and a type or plugins."""
     try:
-        with open(primary_path, "rb") as f:
-            data = f.read()
+        data = fileio.read_file(primary_path)
     except OSError as exc:
         raise InvalidConfig(f"cannot read the primary CNI conf {primary_path}: {exc.strerror}") from exc
     from pymultus import jsonio

@@ -32,6 +32,7 @@ from pymultus import jsonio
 from pymultus.config import generate
 from pymultus.daemon.config import DaemonConfig
 from pymultus.errors import InvalidConfig, MultusError
+from pymultus.fileio import read_file
 
 log = logging.getLogger("pymultus.daemon.autoconf")
 
@@ -40,8 +41,7 @@ POLL_INTERVAL = 1.0
 
 def _digest(path: str) -> str | None:
     try:
-        with open(path, "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
+        return hashlib.sha256(read_file(path)).hexdigest()
     except OSError:
         return None
 
@@ -173,8 +173,7 @@ class ConfigManager:
         source = self.config.multus_config_file
         target = os.path.join(self.config.cni_config_dir, os.path.basename(source))
         try:
-            with open(source, "rb") as handle:
-                data = handle.read()
+            data = read_file(source)
             jsonio.loads_object(data, what=f"multusConfigFile {source}")
             if os.path.abspath(source) != os.path.abspath(target):
                 os.makedirs(self.config.cni_config_dir, exist_ok=True)
@@ -199,8 +198,7 @@ class ConfigManager:
 
 def _primary_version(path: str) -> str:
     try:
-        with open(path, "rb") as handle:
-            doc = jsonio.loads_object(handle.read())
+        doc = jsonio.loads_object(read_file(path))
     except (OSError, MultusError):
         return ""
     version = doc.get("cniVersion")
@@ -219,8 +217,7 @@ def _check_version_compatibility(ours: str, primary_version: str, primary: str) 
 def _force_cni_version(path: str, version: str) -> None:
     """``forceCNIVersion``: rewrite the primary conf on disk with ``version`` (kind e2e only)."""
     try:
-        with open(path, "rb") as handle:
-            doc = jsonio.loads_object(handle.read())
+        doc = jsonio.loads_object(read_file(path))
     except (OSError, MultusError):
         return
     if doc.get("cniVersion") == version:

@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from pymultus import jsonio
 from pymultus.errors import InvalidConfig, MultusError
+from pymultus.fileio import read_file
 
 DEFAULT_SOCKET_DIR = "/run/multus/"
 DEFAULT_CNI_CONFIG_DIR = "/etc/cni/net.d"
@@ -161,8 +162,7 @@ class DaemonConfig:
 def load_daemon_config(path: str) -> DaemonConfig:
     """Read and validate ``path``; a missing or unreadable file is an InvalidConfig naming it."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = read_file(path)
     except OSError as exc:
         raise InvalidConfig(
             f"cannot read the daemon configuration {path}: {exc.strerror or exc}", details=path

@@ -23,6 +23,7 @@ import os
 
 from pymultus import jsonio
 from pymultus.errors import InvalidConfig, InvalidEnvironment, IOFailure
+from pymultus.fileio import read_file
 from pymultus.kube import http
 
 TYPE_CHECKING = False
@@ -107,8 +108,7 @@ class Credentials:
         """The ``Authorization`` header value for the next request (token file re-read each time)."""
         if self.token_file:
             try:
-                with open(self.token_file, "rb") as f:
-                    token = f.read().strip().decode("utf-8", "replace")
+                token = read_file(self.token_file).strip().decode("utf-8", "replace")
             except OSError as exc:
                 if self.token:  # client-go falls back to the static token as well
                     return f"Bearer {self.token}"
@@ -193,8 +193,7 @@ def parse_server_url(url: str, *, source: str = "") -> tuple[str, str, int, str]
 def load_kubeconfig(path: str, *, context: str | None = None) -> Credentials:
     """Credentials from a kubeconfig file (JSON, or YAML when PyYAML is installed)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_file(path)
     except OSError as exc:
         raise InvalidConfig(f"cannot read kubeconfig {path}: {exc.strerror or exc}") from exc
     return parse_kubeconfig(data, path=path, context=context)
@@ -265,8 +264,7 @@ def load_in_cluster(env: Mapping[str, str], *, sa_dir: str = SERVICE_ACCOUNT_DIR
     ca_file = os.path.join(sa_dir, "ca.crt")
     namespace = None
     try:
-        with open(os.path.join(sa_dir, "namespace"), "rb") as f:
-            namespace = f.read().strip().decode("utf-8", "replace") or None
+        namespace = read_file(os.path.join(sa_dir, "namespace")).strip().decode("utf-8", "replace") or None
     except OSError:
         pass  # optional, as in client-go
     return Credentials(
@@ -295,6 +293,8 @@ def _decode_kubeconfig(data: bytes, path: str) -> dict[str, object]:
         doc = yaml.safe_load(data)
     except yaml.YAMLError as exc:
         raise InvalidConfig(f"kubeconfig {path} is not valid YAML: {exc}") from exc
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise InvalidConfig(f"kubeconfig {path} nests too deeply to be a kubeconfig") from None
     if not isinstance(doc, dict):
         raise InvalidConfig(f"kubeconfig {path} must be a mapping")
     return doc

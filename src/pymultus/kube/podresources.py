@@ -34,6 +34,7 @@ import os
 
 from pymultus import jsonio
 from pymultus.errors import DecodingError, MultusError, TryAgainLater
+from pymultus.fileio import read_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -392,8 +393,7 @@ def read_checkpoint(path: str = DEFAULT_CHECKPOINT, *, pod_uid: str | None = Non
     is missing and :class:`CheckpointError` when it cannot be used.
     """
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = read_file(path)
     except FileNotFoundError:
         raise
     except OSError as exc:

@@ -31,7 +31,6 @@ from pymultus.errors import InvalidConfig, IOFailure, MultusError
 
 DEFAULT_BASE_DIR = "/var/run/k8s.cni.cncf.io"
 FILE_MODE = 0o444  # as NADC's saveDeviceInfo: readers only, the owner replaces it by rename
-_NAME_MAX = 255  # bytes in one path component (Linux NAME_MAX)
 
 
 class DeviceInfoError(IOFailure):
@@ -43,8 +42,9 @@ def cni_file_path(base_dir: str, network_name: str, container_id: str, ifname: s
     validate_container_id(container_id)
     validate_ifname(ifname)
     _check_part(network_name, "network name")
-    filename = f"{network_name}-{container_id}_{ifname}".replace("/", "-")
-    _check_length(filename, f"network name {network_name!r}")
+    # NADC's name; shortened with a hash when too long (only pymultus and the delegate, which is
+    # handed the path, use it), so a long container ID works.
+    filename = fileio.bounded_name(f"{network_name}-{container_id}_{ifname}".replace("/", "-"))
     return os.path.join(base_dir, "devinfo", "cni", filename)
 
 
@@ -97,8 +97,7 @@ def remove(path: str) -> bool:
 
 def _read(path: str) -> bytes | None:
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        return fileio.read_file(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -120,5 +119,5 @@ def _check_part(value: object, what: str) -> None:
 
 
 def _check_length(filename: str, what: str) -> None:
-    if len(filename.encode("utf-8", "surrogateescape")) > _NAME_MAX:
-        raise InvalidConfig(f"the device-info file name for {what} is longer than {_NAME_MAX} bytes")
+    if len(filename.encode("utf-8", "surrogateescape")) > fileio.NAME_MAX:
+        raise InvalidConfig(f"the device-info file name for {what} is longer than {fileio.NAME_MAX} bytes")

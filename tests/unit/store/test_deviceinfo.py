@@ -57,7 +57,6 @@ def test_dp_file_path_like_nadc() -> None:
         (("ns/n", CID, "x" * 16), InvalidEnvironment, "longer than 15 bytes"),
         (("", CID, "net1"), InvalidConfig, "network name of a device-info file is empty"),
         (("ns/\x00", CID, "net1"), InvalidConfig, "contains a NUL byte"),
-        (("ns/" + "n" * 253, CID, "net1"), InvalidConfig, "longer than 255 bytes"),
     ],
 )
 def test_cni_file_path_rejects_bad_ids(

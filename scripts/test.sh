@@ -12,5 +12,6 @@ echo "== mypy (strict)"
 mypy
 echo "== import-linter"
 lint-imports
+bash scripts/image.sh >/dev/null # the image (cached by content; tests/image reads the archive)
 echo "== pytest"
 python -m pytest "$@"

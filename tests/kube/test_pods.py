@@ -100,9 +100,15 @@ def test_no_wait_for_del(fake_api: FakeApiServer, client: KubeClient, clock: Clo
     assert clock.sleeps == [] and fake_api.count() == 1
 
 
-def test_uid_mismatch_is_none_but_static_pods_pass(fake_api: FakeApiServer, source: ApiPodSource) -> None:
-    fake_api.create_pod("ns1", "p1")
-    assert source.get_pod("ns1", "p1", uid="another-uid") is None
+def test_uid_mismatch_is_an_error_naming_both_uids_but_static_pods_pass(
+    fake_api: FakeApiServer, source: ApiPodSource, clock: Clock
+) -> None:
+    pod = fake_api.create_pod("ns1", "p1")
+    with pytest.raises(errors.PodUidMismatch) as caught:
+        source.get_pod("ns1", "p1", uid="another-uid")
+    assert caught.value.code == errors.TRY_AGAIN_LATER
+    assert f'expected pod UID "another-uid" but got "{_uid(pod)}" from Kube API' in caught.value.msg
+    assert len(clock.sleeps) == 10  # the API may still catch up: the same wait as for a missing pod
     mirror = fake_api.create_pod(
         "kube-system", "etcd-node1",
         annotations={"kubernetes.io/config.mirror": "abc", "kubernetes.io/config.source": "file"},

@@ -1,12 +1,25 @@
 """ADD: attach every network of a pod, or none (reference §4; DESIGN "Semantics we choose").
 
+The whole ADD holds the container's lock (``pymultus.store.locks``): a concurrent ADD or DEL of
+the same container gets code 11 instead of racing it, and a DEL that arrives meanwhile stops
+this ADD (its running delegate is killed, the rest rolled back) rather than deleting too early.
+
+A container that already has a delegate list was added before and not deleted: the ADD is
+refused up front with code 7, touching nothing ("DEL it first"; CNI forbids a second ADD without
+a DEL in between). A failing repeated ADD used to roll back -- i.e. delete -- the first ADD's
+cluster network and remove its delegate list.
+
 The delegate list is saved crash-safely before the first delegate runs. Delegates run in order;
-the first failure stops the ADD and rolls back what was added, in reverse order, the failing one
-included (its partial state). After a rollback the saved list holds only the delegates whose
-rollback failed (none: the file is removed), so the runtime's follow-up DEL retries exactly those.
+the first failure stops the ADD and rolls back, in reverse order, what this ADD added: the
+failing network included (its partial state) when its delegate was called, not when the ADD
+failed before calling it (its interface name is taken: that interface is someone else's). After
+a rollback the saved list holds only the delegates whose rollback failed (none: the file is
+removed), so the runtime's follow-up DEL retries exactly those.
 """
 
 from __future__ import annotations
+
+import os
 
 from pymultus.attach import routes
 from pymultus.attach.context import Call, EventKind
@@ -15,16 +28,36 @@ from pymultus.attach.resolve import resolve
 from pymultus.attach.runtime import check_capabilities, runtime_conf
 from pymultus.cni import cache
 from pymultus.cni.result import Result
-from pymultus.errors import InterfaceExists, InvalidEnvironment, MultusError, NetworkForbidden
+from pymultus.errors import ContainerBusy, InterfaceExists, InvalidEnvironment, MultusError, NetworkForbidden
 from pymultus.store import delegates as store
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from _thread import LockType
 
+    from pymultus.store.locks import ContainerLock
+
 
 def add(call: Call) -> dict[str, object]:
     """Run ADD for the pod of ``call``; returns the master's result in the conf's cniVersion."""
+    lock = call.lock_container()
+    try:
+        _refuse_if_attached(call)
+        return _add(call, lock)
+    finally:
+        call.close()
+
+
+def _refuse_if_attached(call: Call) -> None:
+    path = store.entry_path(call.conf.cni_dir, call.request.container_id)
+    if os.path.lexists(path):
+        raise InterfaceExists(
+            f"container {call.request.container_id} is already attached; DEL it before adding it again",
+            details=f"delegate list {path}",
+        )
+
+
+def _add(call: Call, lock: ContainerLock) -> dict[str, object]:
     call.wait_for_default_network()
     pod = call.load_pod()
     if (
@@ -68,40 +101,40 @@ def add(call: Call) -> dict[str, object]:
         from pymultus.attach.devices import assign_devices
 
         assign_devices(call, attachments)
+    lock.raise_if_cancelled()  # a DEL came during the waits above: nothing is written yet
     _save(call, attachments)
     cni = call.cni()
     results: list[Result] = []
     writes = _CacheWrites()
+    lock.killable = True  # a DEL may now SIGKILL the running delegate
     try:
         for index, attachment in enumerate(attachments):
             rt = runtime_conf(call.request, call.conf, call.pod_ref, attachment)
             # The result cache of this network is written while the next network's delegates
             # run, except for the last one and when the routes below rewrite it.
             overlap = index + 1 < len(attachments) and not routes.needs_route_changes(attachment)
+            called = False
             try:
                 if call.deps.netns.interface_exists(call.request.netns, attachment.ifname):
                     raise InterfaceExists(
                         f'interface "{attachment.ifname}" already exists in the pod network namespace',
                         details=f"network {attachment.name}; netns {call.request.netns}",
                     )
+                called = True
                 result = cni.add_network_list(
                     attachment.network, rt, write_cache=writes.background if overlap else writes.now
                 )
                 routes.apply_default_routes(call.deps.netns, call.request.netns, cni, attachment, rt, result)
             except MultusError as exc:
+                lock.killable = False  # the rollback's delegates are never killed
                 writes.settle()  # the rollback's DEL reads the result caches
-                _roll_back(call, attachments[: index + 1])
-                message = (
-                    f'{call.subject} cannot be attached to network "{attachment.name}" '
-                    f"({attachment.ifname}): {exc.msg}"
-                )
-                call.event(EventKind.WARNING, "AddInterfaceFailed", message)
-                exc.msg = message  # same class and code, with the pod and network named
-                exc.args = (message,)
-                raise
+                failing = attachment if called else None
+                _roll_back(call, attachments[:index] + ([attachment] if called else []), failing)
+                raise _failed(call, lock, attachment, exc) from None
             results.append(result)
             _announce(call, attachment, result)
     finally:
+        lock.killable = False
         writes.settle()  # never return (or raise) with a write still running
 
     if pod is not None and call.deps.pods is not None:
@@ -182,6 +215,24 @@ class _CacheWrites:
             raise error
 
 
+def _failed(call: Call, lock: ContainerLock, attachment: Attachment, exc: MultusError) -> MultusError:
+    """The error of a rolled-back ADD: its own class and code with the pod and network named,
+    or ContainerBusy (code 11) when a DEL stopped it (its delegate then died of SIGKILL)."""
+    where = f'network "{attachment.name}" ({attachment.ifname})'
+    if lock.cancelled():
+        exc = ContainerBusy(
+            f"{call.subject} was not attached to {where}: a DEL of container "
+            f"{call.request.container_id} arrived during the ADD, which was stopped and rolled back",
+            details=exc.msg,
+        )
+    else:
+        message = f"{call.subject} cannot be attached to {where}: {exc.msg}"
+        exc.msg = message  # same class and code, with the pod and network named
+        exc.args = (message,)
+    call.event(EventKind.WARNING, "AddInterfaceFailed", exc.msg)
+    return exc
+
+
 def _save(call: Call, attachments: list[Attachment]) -> None:
     store.save(
         call.conf.cni_dir,
@@ -195,10 +246,10 @@ def _save(call: Call, attachments: list[Attachment]) -> None:
     )
 
 
-def _roll_back(call: Call, attempted: list[Attachment]) -> None:
-    """DEL ``attempted`` in reverse; keep in the cache only what could not be removed."""
+def _roll_back(call: Call, attempted: list[Attachment], failing: Attachment | None) -> None:
+    """DEL ``attempted`` (``failing`` last, when its delegate was called) in reverse; keep in
+    the cache only what could not be removed."""
     cni = call.cni()
-    failing = attempted[-1]
     left: list[Attachment] = []
     for attachment in reversed(attempted):
         rt = runtime_conf(call.request, call.conf, call.pod_ref, attachment)

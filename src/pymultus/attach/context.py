@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pymultus.attach.model import PodRef
 from pymultus.cni.chain import CNIConfig
+from pymultus.cni.spec import DEL
+from pymultus.errors import PodUidMismatch
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -14,6 +16,7 @@ if TYPE_CHECKING:
     from pymultus.cni.request import CniRequest
     from pymultus.config.multus import MultusConf
     from pymultus.kube.devices import DeviceAllocator
+    from pymultus.store.locks import ContainerLock
 
     LogFn = Callable[[str, str], None]
 
@@ -80,7 +83,7 @@ class Deps:
 class Call:
     """One CNI request being served."""
 
-    __slots__ = ("_pod", "_pod_loaded", "conf", "deps", "pod_ref", "request")
+    __slots__ = ("_lock", "_pod", "_pod_loaded", "conf", "deps", "pod_ref", "request")
 
     def __init__(self, request: CniRequest, conf: MultusConf, deps: Deps) -> None:
         self.request = request
@@ -89,6 +92,27 @@ class Call:
         self.pod_ref = PodRef.from_request(request)
         self._pod: KubeObject | None = None
         self._pod_loaded = False
+        self._lock: ContainerLock | None = None
+
+    def lock_container(self) -> ContainerLock:
+        """Take the container's lock (``pymultus.store.locks``) for the rest of this call: ADD
+        fails with code 11 if another ADD or DEL of the container runs; DEL stops a running ADD
+        and waits for it. Every delegate started afterwards holds it too. ``close()`` lets go."""
+        from pymultus.store.locks import ContainerLock
+
+        if self._lock is None:
+            cni_dir, container_id = self.conf.cni_dir, self.request.container_id
+            if self.request.command == DEL:
+                self._lock = ContainerLock.for_del(cni_dir, container_id, log=self.log)
+            else:
+                self._lock = ContainerLock.for_add(cni_dir, container_id)
+        return self._lock
+
+    def close(self) -> None:
+        """Release what the call holds (the container lock); idempotent."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     @property
     def subject(self) -> str:
@@ -105,12 +129,19 @@ class Call:
             wait_for_default_network(self.conf.readiness_indicator_file, self.conf.readiness_timeout)
 
     def load_pod(self) -> KubeObject | None:
+        """The pod; a pod of that name with another UID raises PodUidMismatch, except on DEL,
+        which then goes on without the pod (Go Multus: the delegate cache decides)."""
         if not self._pod_loaded:
             self._pod_loaded = True
             if self.deps.pods is not None and self.pod_ref.known:
-                self._pod = self.deps.pods.get_pod(
-                    self.pod_ref.namespace, self.pod_ref.name, uid=self.pod_ref.uid or None
-                )
+                try:
+                    self._pod = self.deps.pods.get_pod(
+                        self.pod_ref.namespace, self.pod_ref.name, uid=self.pod_ref.uid or None
+                    )
+                except PodUidMismatch as exc:
+                    if self.request.command != DEL:
+                        raise
+                    self.log("warning", f"{exc.msg}; deleting without the pod")
         return self._pod
 
     def event(self, kind: str, reason: str, message: str) -> None:
@@ -121,8 +152,11 @@ class Call:
     def cni(self) -> CNIConfig:
         from pymultus.attach.runtime import search_path
 
+        executor = self.deps.executor
+        if self._lock is not None and self._lock.fd >= 0:
+            executor = executor.guarded(self._lock)
         return CNIConfig(
             search_path=search_path(self.conf, self.request),
-            executor=self.deps.executor,
+            executor=executor,
             cache_dir=self.conf.cni_dir,
         )

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 
 def delete(call: Call) -> None:
+    call.lock_container()  # stops a still-running ADD of the container first (store.locks)
     attachments, certain, unusable = _attachments_to_delete(call)
     cni = call.cni()
     failures: list[tuple[Attachment, MultusError]] = []

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
         """Where pods and NetworkAttachmentDefinitions come from, and where status goes."""
 
         def get_pod(self, namespace: str, name: str, *, uid: str | None) -> KubeObject | None:
-            """The pod, or None when it does not exist (or its UID differs from ``uid``)."""
+            """The pod, or None when it does not exist; a pod of that name whose UID is not
+            ``uid`` (static/mirror pods excepted) raises ``errors.PodUidMismatch``."""
             ...
 
         def get_network_attachment(self, namespace: str, name: str) -> KubeObject | None:

@@ -34,7 +34,10 @@ def handle(request: CniRequest, config: MultusConf, deps: Deps) -> dict[str, obj
     if command == spec.DEL:
         from pymultus.attach.delete import delete
 
-        delete(call)
+        try:
+            delete(call)
+        finally:
+            call.close()  # the container lock DEL took
         return None
     if command in (spec.CHECK, spec.STATUS, spec.GC):
         from pymultus.attach import maintenance

@@ -28,6 +28,21 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal as _signal
     from collections.abc import Mapping, Sequence
+    from typing import Protocol
+
+    class SpawnGuard(Protocol):
+        """Watches the plugins of one request (``PluginExecutor.guarded``)."""
+
+        @property
+        def fd(self) -> int: ...  # handed to each plugin; -1: none
+
+        def child_fd(self) -> int: ...
+
+        def before_spawn(self) -> None: ...  # may raise: the plugin is then not started
+
+        def spawned(self, pid: int) -> None: ...
+
+        def finished(self) -> None: ...
 else:
     # `_signal`, not `signal`: the public module imports `enum` (start-up cost, see DESIGN.md).
     import _signal
@@ -71,9 +86,16 @@ class PluginOutput:
 
 
 class PluginExecutor:
-    """Runs plugins as child processes; stateless and safe to share between threads."""
+    """Runs plugins as child processes; stateless and safe to share between threads.
 
-    __slots__ = ("_base_env", "chroot", "timeout")
+    ``guarded(guard)`` gives a copy for one request whose plugins are watched by ``guard`` (the
+    container lock of ``pymultus.store.locks``): each child gets ``guard.fd`` as
+    ``guard.child_fd()``, so the lock stays held while the plugin lives, even after this process
+    was killed; ``before_spawn`` may refuse to start it; ``spawned(pid)`` and ``finished()``
+    bracket its run.
+    """
+
+    __slots__ = ("_base_env", "chroot", "guard", "timeout")
 
     def __init__(
         self, *, base_env: Mapping[str, str], timeout: float = DEFAULT_TIMEOUT, chroot: str | None = None
@@ -81,6 +103,18 @@ class PluginExecutor:
         self._base_env = dict(base_env)
         self.timeout = timeout
         self.chroot = chroot
+        self.guard: SpawnGuard | None = None
+
+    def guarded(self, guard: SpawnGuard) -> PluginExecutor:
+        """A copy of this executor (of its class: the daemon's subclass times plugins) whose
+        plugins are watched by ``guard``."""
+        clone = object.__new__(type(self))
+        for slot in PluginExecutor.__slots__:
+            setattr(clone, slot, getattr(self, slot))
+        if hasattr(self, "__dict__"):  # a subclass's own attributes
+            clone.__dict__.update(self.__dict__)
+        clone.guard = guard
+        return clone
 
     def run(self, path: str, env: Mapping[str, str], stdin: bytes, *, timeout: float | None = None) -> bytes:
         """Run the plugin at ``path``; its stdout on success, else its CNI error as DelegateFailed."""
@@ -97,11 +131,25 @@ class PluginExecutor:
         full_env = dict(self._base_env)
         full_env.update(env)
         argv = [path] if self.chroot is None else [CHROOT_BIN, self.chroot, path]
+        guard = self.guard
+        inherit: tuple[int, int] | None = None
+        if guard is not None:
+            guard.before_spawn()
+            if guard.fd >= 0:
+                inherit = (guard.fd, guard.child_fd())
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            pid = _spawn(argv, full_env, stdin=in_r, stdout=out_w, stderr=err_w, name=os.path.basename(path))
+            pid = _spawn(
+                argv,
+                full_env,
+                stdin=in_r,
+                stdout=out_w,
+                stderr=err_w,
+                name=os.path.basename(path),
+                inherit=inherit,
+            )
         except BaseException:
             for fd in (in_w, out_r, err_r):
                 os.close(fd)
@@ -110,17 +158,39 @@ class PluginExecutor:
             # The child has its own copies; ours would keep the pipes from reaching EOF.
             for fd in (in_r, out_w, err_w):
                 os.close(fd)
-        return _communicate(
-            pid, in_w=in_w, out_r=out_r, err_r=err_r, data=stdin, limit=limit, name=os.path.basename(path)
-        )
+        if guard is None:
+            return _communicate(
+                pid, in_w=in_w, out_r=out_r, err_r=err_r, data=stdin, limit=limit, name=os.path.basename(path)
+            )
+        try:
+            guard.spawned(pid)
+            return _communicate(
+                pid, in_w=in_w, out_r=out_r, err_r=err_r, data=stdin, limit=limit, name=os.path.basename(path)
+            )
+        finally:
+            guard.finished()
 
 
-def _spawn(argv: list[str], env: dict[str, str], *, stdin: int, stdout: int, stderr: int, name: str) -> int:
+def _spawn(
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    stdin: int,
+    stdout: int,
+    stderr: int,
+    name: str,
+    inherit: tuple[int, int] | None = None,
+) -> int:
     actions = [
         (os.POSIX_SPAWN_DUP2, stdin, 0),
         (os.POSIX_SPAWN_DUP2, stdout, 1),
         (os.POSIX_SPAWN_DUP2, stderr, 2),
     ]
+    if inherit is not None:
+        # dup2 in the child only: the parent's fd stays close-on-exec, so the plugins other
+        # threads start at the same time never get it.
+        actions.append((os.POSIX_SPAWN_DUP2, inherit[0], inherit[1]))
+
     delay = 0.02
     for attempt in range(_SPAWN_RETRIES + 1):
         try:

@@ -2,8 +2,11 @@
 
 Reads come from the caches; a pod or NAD that is not there yet (the watch lags a freshly
 scheduled pod by a few milliseconds) or whose UID differs (a StatefulSet pod re-created under the
-same name) falls back to one live GET, so a request never fails because of cache lag. Writes
-(network-status) and events always go through the live client.
+same name) falls back to one live GET, so a request never fails because of cache lag. The live
+answer decides: a pod of that name with another UID there too is a
+:class:`~pymultus.errors.PodUidMismatch` (code 11), never "not found" (the informer may still hold
+the old pod, or already the new one). Writes (network-status) and events always go through the
+live client.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from pymultus.daemon.informer import Informer
-from pymultus.kube.pods import pod_uid
+from pymultus.kube.pods import is_static_pod, pod_uid, uid_mismatch
 
 if TYPE_CHECKING:
     from pymultus.attach.ports import KubeObject, PodSource
@@ -30,13 +33,16 @@ class CachedPodSource:
         self.live_gets = 0
 
     def get_pod(self, namespace: str, name: str, *, uid: str | None) -> KubeObject | None:
-        if self.pods is not None:
-            pod = self.pods.get(namespace, name)
-            if pod is not None and (not uid or pod_uid(pod) == uid):
-                self.cache_hits += 1
-                return pod
+        cached = self.pods.get(namespace, name) if self.pods is not None else None
+        if cached is not None and (not uid or pod_uid(cached) == uid):
+            self.cache_hits += 1
+            return cached
         if self.live is None:
-            return None
+            if cached is None or is_static_pod(cached):
+                return cached
+            raise uid_mismatch(
+                namespace, name, expected=uid or "", actual=pod_uid(cached), source="the pod cache"
+            )
         self.live_gets += 1
         log.debug("pod %s/%s not in the cache; live GET", namespace, name)
         return self.live.get_pod(namespace, name, uid=uid)

@@ -74,15 +74,29 @@ class ManifestPodSource:
     # -- PodSource ------------------------------------------------------------------------------
 
     def get_pod(self, namespace: str, name: str, *, uid: str | None) -> KubeObject | None:
-        """The pod, or None when no manifest defines it (or its ``metadata.uid`` differs from a
-        given ``uid``; a manifest without a uid matches any)."""
+        """The pod, or None when no manifest defines it. A manifest without a uid matches any
+        ``uid``; one whose ``metadata.uid`` differs from a given ``uid`` describes another pod:
+        :class:`~pymultus.errors.PodUidMismatch` with code 7 (the manifest is configuration, a
+        retry cannot fix it), never None — that would attach the configured delegates only."""
         self._load()
         pod = self._pods.get((namespace, name))
         if pod is None:
             return None
         own_uid = _metadata(pod).get("uid")
         if uid and isinstance(own_uid, str) and own_uid and own_uid != uid:
-            return None
+            from pymultus.errors import INVALID_NETWORK_CONFIG
+            from pymultus.kube.pods import is_static_pod, uid_mismatch
+
+            if not is_static_pod(pod):
+                origin = self._origins.get((POD_KIND, namespace, name), self.directory)
+                raise uid_mismatch(
+                    namespace,
+                    name,
+                    expected=uid,
+                    actual=own_uid,
+                    source=f"manifest {origin}",
+                    code=INVALID_NETWORK_CONFIG,
+                )
         return pod
 
     def get_network_attachment(self, namespace: str, name: str) -> KubeObject | None:

@@ -3,10 +3,13 @@
 Behaviour follows Go Multus (reference §4, §3.5, §11, §14) with the choices noted below:
 
 * ``get_pod`` waits up to 2.5 s for a pod that is not visible yet (or still shows another UID),
-  polling every 250 ms, then answers None. DEL should not wait for a pod that is gone: build the
-  source with ``wait_timeout=0`` for DEL (Go Multus returns at once on NotFound for DEL too).
-  The UID check against ``K8S_POD_UID`` is skipped for static pods (their mirror pod in the API
-  has another UID).
+  polling every 250 ms, then answers None when there is no pod of that name, and raises
+  :class:`~pymultus.errors.PodUidMismatch` (code 11, Go Multus's message ``expected pod UID "X"
+  but got "Y" from Kube API``) when there is one with another UID: a mismatch is never "not
+  found", which would give the sandbox Go Multus's empty result and no network at all. DEL should
+  not wait for a pod that is gone: build the source with ``wait_timeout=0`` for DEL (Go Multus
+  returns at once on NotFound for DEL too). The UID check against ``K8S_POD_UID`` is skipped for
+  static pods (their mirror pod in the API has another UID).
 * ``write_network_status`` merge-patches the annotation through ``pods/status``: no
   resourceVersion is needed, so it never conflicts with kubelet's concurrent status writes and
   never writes back a stale status; ``metadata.uid`` in the patch is a precondition, so a pod
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import time
 
-from pymultus.errors import KubeConflict, KubeForbidden, KubeNotFound, MultusError
+from pymultus.errors import KubeConflict, KubeForbidden, KubeNotFound, MultusError, PodUidMismatch
 from pymultus.kube.netstatus import encode_status
 
 TYPE_CHECKING = False
@@ -98,7 +101,11 @@ class ApiPodSource:
             if pod is not None and (not uid or pod_uid(pod) == uid or is_static_pod(pod)):
                 return pod
             if self.clock() + self.poll_interval > deadline:
-                return None  # not there (or another pod of that name) after the wait
+                if pod is not None:
+                    # Another pod of that name: never "not found" (that would give the sandbox
+                    # Go Multus's empty result, i.e. no network at all).
+                    raise uid_mismatch(namespace, name, expected=uid or "", actual=pod_uid(pod))
+                return None
             self.sleep(self.poll_interval)
 
     def get_network_attachment(self, namespace: str, name: str) -> KubeObject | None:
@@ -209,6 +216,23 @@ class ApiPodSource:
                 return
             if pod_uid(current) != pod_uid(pod):
                 return  # re-created under the same name: not ours to label
+
+
+def uid_mismatch(
+    namespace: str,
+    name: str,
+    *,
+    expected: str,
+    actual: str,
+    source: str = "Kube API",
+    code: int | None = None,
+) -> PodUidMismatch:
+    """Go Multus's message for a pod whose UID is not the runtime's ``K8S_POD_UID``."""
+    return PodUidMismatch(
+        f'pod {namespace}/{name}: expected pod UID "{expected}" but got "{actual}" from {source}',
+        details="the pod was re-created under the same name, or the source still holds the other one",
+        code=code,
+    )
 
 
 def is_static_pod(pod: Mapping[str, object]) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pymultus.errors import INVALID_NETWORK_CONFIG, InvalidConfig
+from pymultus.errors import INVALID_NETWORK_CONFIG, InvalidConfig, PodUidMismatch
 from pymultus.kube.manifests import ManifestPodSource
 from pymultus.kube.netstatus import NETWORK_STATUS_ANNOTATION, encode_status
 
@@ -99,7 +99,9 @@ def test_uid_checked_only_when_the_manifest_has_one(tmp_path: Path) -> None:
     source = ManifestPodSource(str(tmp_path))
     assert source.get_pod("default", "with-uid", uid="u-1") is not None
     assert source.get_pod("default", "with-uid", uid=None) is not None
-    assert source.get_pod("default", "with-uid", uid="u-2") is None
+    with pytest.raises(PodUidMismatch) as caught:  # another pod: an error, never "no pod"
+        source.get_pod("default", "with-uid", uid="u-2")
+    assert caught.value.code == 7 and 'expected pod UID "u-2" but got "u-1"' in caught.value.msg
     assert source.get_pod("default", "no-uid", uid="anything") is not None
 
 

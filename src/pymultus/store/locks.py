@@ -1,0 +1,279 @@
+"""The per-container lock ``<cniDir>/locks/<containerID>``: one ADD or DEL of a container at a
+time, and a DEL that stops a running ADD instead of racing it.
+
+Why: runtimes SIGKILL the plugin when their CNI timeout expires (containerd cancels the exec)
+and then send DEL. Delegates run in their own process group (``pymultus.cni.invoke``), so they
+outlive ``multus``; a DEL that ran while one was still running found nothing to delete yet, and
+the delegate then created its interface and lease with no record left. In thick mode the ADD
+goes on in a daemon thread after the shim was killed, with the same result.
+
+ADD (:meth:`ContainerLock.for_add`) takes an exclusive ``flock`` without waiting: a container
+that is already being added or deleted gets :class:`~pymultus.errors.ContainerBusy` (code 11).
+It holds it for its whole run, and each delegate it starts gets the locked open file description
+as fd 3 (``posix_spawn`` dup2; the parent's fd stays close-on-exec, so other threads' children
+never inherit it). The lock therefore stays held while any delegate of the ADD is alive, even
+after ``multus`` itself was killed. While an ADD delegate runs, its process group is in the file.
+
+DEL (:meth:`ContainerLock.for_del`) takes the lock too. When an ADD holds it, DEL marks the file
+cancelled (the ADD checks the mark before it writes anything and before each delegate, stops
+with ContainerBusy and rolls back what it did), SIGKILLs the recorded delegate's process group
+-- only after checking in ``/proc`` that this process has the lock file open: pids are reused --
+and waits for the lock, at most :data:`DEL_WAIT` seconds; then it deletes from the delegate list
+saved before the first delegate ran, as usual. If the lock is still held then: by a live ADD
+(its process has the file open) the DEL fails with code 11 and the runtime retries it; by nothing
+but a stray process (a delegate's daemonised child, say) the DEL goes on without it, logged, so
+a pod can never be stuck in Terminating. The delegates of a DEL and of an ADD's rollback hold
+the lock as well but are never killed: a DEL is not interrupted half-way.
+
+Lock files do not leak: each holder unlinks the file before it lets the lock go (whoever locks
+checks afterwards that the path still names the file it locked: the usual flock + unlink
+protocol), so a file is left only by a holder that was killed, and the next DEL removes it.
+
+The file's content, written with ``pwrite`` and never synced (it matters only while the
+processes live): bytes 0-31 ``"<holder pid> <delegate pgid>"`` space-padded, byte 32 ``C`` once
+a DEL cancelled the ADD. Cost per ADD or DEL: about ten system calls, ~50 us (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+
+from pymultus import fileio
+from pymultus.cni.spec import validate_container_id
+from pymultus.errors import ContainerBusy, InvalidConfig, IOFailure
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal
+    from collections.abc import Callable
+else:
+    import _signal  # not `signal`: it imports `enum` (start-up cost, DESIGN.md)
+
+LOCKS_DIR = "locks"
+DEL_WAIT = 10.0  # seconds a DEL waits for a stopped ADD to roll back and let go
+CHILD_FD = 3  # where delegates find the lock (4 when the parent's own fd is 3)
+_SLOT = 32  # bytes of "<holder pid> <delegate pgid>"
+_CANCELLED = b"C"
+_POLL = 0.01
+
+
+def lock_path(cni_dir: str, container_id: str) -> str:
+    validate_container_id(container_id)
+    return os.path.join(cni_dir, LOCKS_DIR, fileio.bounded_name(container_id))
+
+
+class ContainerLock:
+    """A held container lock; also the ``SpawnGuard`` of ``pymultus.cni.invoke`` for delegates."""
+
+    __slots__ = ("_identity", "container_id", "fd", "killable", "path")
+
+    def __init__(self, path: str, fd: int, container_id: str, identity: tuple[int, int]) -> None:
+        self.path = path
+        self.fd = fd  # -1: not held (a DEL that goes on without it)
+        self.container_id = container_id
+        self.killable = False  # True while ADD delegates run: a DEL may SIGKILL them
+        self._identity = identity
+
+    # -- taking it ---------------------------------------------------------------------------
+
+    @classmethod
+    def for_add(cls, cni_dir: str, container_id: str) -> ContainerLock:
+        path = lock_path(cni_dir, container_id)
+        while True:
+            fd = _open(path, cni_dir, create=True)
+            if not _try_lock(fd):
+                os.close(fd)
+                raise ContainerBusy(
+                    f"container {container_id} is being added or deleted by another request; try again later",
+                    details=f"lock={path}",
+                )
+            identity = _identity(fd)
+            if _names(path, identity):
+                os.ftruncate(fd, 0)  # a killed holder's leftover content (a cancel mark) goes
+                lock = cls(path, fd, container_id, identity)
+                lock._write_slot(0)
+                return lock
+            os.close(fd)  # its holder removed it after we opened it: lock the new file
+
+    @classmethod
+    def for_del(
+        cls, cni_dir: str, container_id: str, *, log: Callable[[str, str], None], wait: float = DEL_WAIT
+    ) -> ContainerLock:
+        path = lock_path(cni_dir, container_id)
+        deadline = time.monotonic() + wait
+        warned = False
+        while True:
+            fd = _open(path, cni_dir, create=False)
+            if fd < 0:
+                # A DEL has nothing to write when cniDir is read-only or not a directory: it
+                # must still run (and then finds nothing to delete) without a lock.
+                return cls(path, -1, container_id, (0, 0))
+            identity = _identity(fd)
+            while not _try_lock(fd):
+                if not warned:
+                    log("warning", f"container {container_id} is still being added; stopping that ADD")
+                    warned = True
+                _stop_add(fd, identity)
+                if time.monotonic() >= deadline:
+                    holder, _ = _read_slot(fd)
+                    os.close(fd)
+                    _give_up(holder, identity, container_id, path, wait)  # unless a stray holds it
+                    log(
+                        "warning",
+                        f"the lock of container {container_id} is held by a leftover process, not "
+                        "by a pymultus ADD; deleting without it",
+                    )
+                    return cls(path, -1, container_id, (0, 0))
+                time.sleep(_POLL)
+            if _names(path, identity):
+                return cls(path, fd, container_id, identity)
+            os.close(fd)  # its holder removed it after we opened it: lock the new file
+
+    # -- the SpawnGuard of pymultus.cni.invoke -------------------------------------------------
+
+    def child_fd(self) -> int:
+        return CHILD_FD if self.fd != CHILD_FD else CHILD_FD + 1
+
+    def before_spawn(self) -> None:
+        if self.killable:
+            self.raise_if_cancelled()
+
+    def spawned(self, pid: int) -> None:
+        if self.killable:
+            self._write_slot(pid)  # setpgroup=0: the delegate's process group is its pid
+
+    def finished(self) -> None:
+        if self.killable:
+            self._write_slot(0)
+
+    # -- the ADD's side ------------------------------------------------------------------------
+
+    def cancelled(self) -> bool:
+        return self.fd >= 0 and os.pread(self.fd, 1, _SLOT) == _CANCELLED
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled():
+            raise ContainerBusy(
+                f"a DEL of container {self.container_id} arrived while it was being added; "
+                "the ADD was stopped and rolled back",
+                details=f"lock={self.path}",
+            )
+
+    def release(self) -> None:
+        """Unlink the file (while still holding it), then let the lock go. Idempotent."""
+        fd, self.fd = self.fd, -1
+        if fd < 0:
+            return
+        try:
+            if _names(self.path, self._identity):
+                os.unlink(self.path)
+        except OSError:
+            pass  # best effort: the next DEL removes a leftover
+        finally:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        # A safety net for a caller that drops the lock without release() (e.g. GC's DELs of
+        # other containers); CPython runs it as soon as the last reference goes.
+        self.release()
+
+    def _write_slot(self, pgid: int) -> None:
+        os.pwrite(self.fd, f"{os.getpid()} {pgid}".ljust(_SLOT).encode("ascii"), 0)
+
+
+def _read_slot(fd: int) -> tuple[int, int]:
+    """(holder pid, running ADD delegate's process group), zeros when unknown."""
+    fields = os.pread(fd, _SLOT, 0).split()
+    if len(fields) != 2 or not all(field.isdigit() for field in fields):
+        return 0, 0
+    return int(fields[0]), int(fields[1])
+
+
+def _stop_add(fd: int, identity: tuple[int, int]) -> None:
+    """Mark the ADD cancelled and SIGKILL its running delegate, if it still runs."""
+    try:
+        os.pwrite(fd, _CANCELLED, _SLOT)
+    except OSError:
+        pass  # the kill below still stops the ADD
+    _, pgid = _read_slot(fd)
+    if pgid > 1 and _has_open(pgid, identity):
+        try:
+            os.killpg(pgid, _signal.SIGKILL)
+        except OSError:
+            pass  # already gone
+
+
+def _give_up(holder: int, identity: tuple[int, int], container_id: str, path: str, wait: float) -> None:
+    """After the wait: ContainerBusy when a live pymultus ADD still holds the lock."""
+    if holder == os.getpid() or (holder > 0 and _has_open(holder, identity)):
+        raise ContainerBusy(
+            f"an ADD of container {container_id} (process {holder}) did not stop within {wait:g} s; "
+            "try the DEL again later",
+            details=f"lock={path}",
+        )
+
+
+def _open(path: str, cni_dir: str, *, create: bool) -> int:
+    """The lock file, opened close-on-exec (created if missing); -1 when a DEL cannot open it."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        return os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        pass  # no locks/ directory yet
+    except OSError as exc:
+        return _cannot_open(path, cni_dir, exc, create=create)
+    try:
+        fileio.ensure_private_dir(os.path.dirname(path))
+        return os.open(path, flags, 0o600)
+    except OSError as exc:
+        return _cannot_open(path, cni_dir, exc, create=create)
+
+
+def _cannot_open(path: str, cni_dir: str, exc: OSError, *, create: bool) -> int:
+    if not create:
+        return -1
+    if os.path.exists(cni_dir) and not os.path.isdir(cni_dir):
+        raise InvalidConfig(f"cniDir {cni_dir} is not a directory", details=f"cniDir={cni_dir}")
+    raise IOFailure(f"cannot create the container lock {path}: {exc.strerror}", details=f"path={path}")
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _names(path: str, identity: tuple[int, int]) -> bool:
+    """Whether ``path`` still names the locked file (its holder may have unlinked it)."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == identity
+
+
+def _has_open(pid: int, identity: tuple[int, int]) -> bool:
+    """Whether process ``pid`` has the lock file open (so signalling its group is safe: pids
+    are reused, and pid_max is only 32768 on many nodes)."""
+    directory = f"/proc/{pid}/fd"
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return False
+    for name in names:
+        try:
+            st = os.stat(f"{directory}/{name}")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == identity:
+            return True
+    return False

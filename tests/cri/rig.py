@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pymultus.cli.launcher import ENTRY_POINTS, default_python, default_sys_path, write_launcher
@@ -227,7 +227,7 @@ class CriRig:
         else:
             self.api.create_nad(self.namespace, name, config)
 
-    def pod(self, networks: list[str] = (), **spec: object) -> PodSpec:  # type: ignore[assignment]
+    def pod(self, networks: Sequence[str] = (), **spec: object) -> PodSpec:
         """A pod object (manifest or API) annotated with ``networks``, and its CRI spec."""
         pod = PodSpec(name=unique_name("pod"), namespace=self.namespace, **spec)  # type: ignore[arg-type]
         annotations = dict(pod.annotations)

@@ -39,6 +39,10 @@ NAMESPACE = "k8s.io"  # the containerd namespace the CRI plugin works in
 PAUSE_IMAGE = "pymultus.test/pause:local"
 RESULTS_DIR = Path("/var/lib/cni/results")  # containerd 1.6's libcni result cache (not configurable)
 SHIM_SOCKETS = Path("/run/containerd/s")
+# Host directories containerd 1.6 creates outside its configured paths; removed when empty at the
+# end if they were not there before (a host containerd's are never touched).
+HOST_DIRS = [SHIM_SOCKETS, SHIM_SOCKETS.parent, RESULTS_DIR]
+PREEXISTING_HOST_DIRS = {path for path in HOST_DIRS if path.exists()}
 
 PAUSE_C = r"""
 #include <signal.h>
@@ -211,7 +215,6 @@ class Containerd:
         self.proc: subprocess.Popen[bytes] | None = None
         self.sandbox_ids: set[str] = set()  # every sandbox this instance ran (for the cleanup)
         self._shim_sockets_before: set[str] = set()
-        self._created_run_containerd = False
         root.mkdir(parents=True, exist_ok=True)
         for name in PLUGIN_DIR.iterdir():
             link = bin_dir / name.name
@@ -226,8 +229,6 @@ class Containerd:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> None:
-        if not Path("/run/containerd").exists():
-            self._created_run_containerd = True
         if SHIM_SOCKETS.is_dir():
             self._shim_sockets_before |= set(os.listdir(SHIM_SOCKETS))
         with open(self.log_path, "ab") as log:
@@ -310,8 +311,12 @@ class Containerd:
         if SHIM_SOCKETS.is_dir():
             for name in set(os.listdir(SHIM_SOCKETS)) - self._shim_sockets_before:
                 (SHIM_SOCKETS / name).unlink(missing_ok=True)
-        if self._created_run_containerd:
-            shutil.rmtree("/run/containerd", ignore_errors=True)
+        for directory in HOST_DIRS:
+            if directory not in PREEXISTING_HOST_DIRS:
+                try:
+                    directory.rmdir()
+                except OSError:
+                    pass  # not empty: another instance still runs
         shutil.rmtree(self.root / "root", ignore_errors=True)
         shutil.rmtree(self.state_dir, ignore_errors=True)
 

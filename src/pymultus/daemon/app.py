@@ -21,10 +21,11 @@ from pymultus import jsonio
 from pymultus.daemon import wire
 from pymultus.daemon.autoconf import ConfigManager
 from pymultus.daemon.config import DaemonConfig
+from pymultus.daemon.http1 import Request, Response
 from pymultus.daemon.informer import Informer, trim_nad, trim_pod
 from pymultus.daemon.metrics import NullMetrics, create_metrics
 from pymultus.daemon.podsource import CachedPodSource
-from pymultus.daemon.server import Request, Response, UnixHttpServer, Work
+from pymultus.daemon.server import UnixHttpServer, Work
 from pymultus.daemon.service import CniService
 from pymultus.errors import INVALID_ENVIRONMENT, InvalidEnvironment
 
@@ -59,7 +60,7 @@ class Daemon:
             self.route,
             workers=config.connection_limit,
             queue_limit=config.queue_limit,
-            on_in_flight=self.metrics.in_flight,
+            metrics=self.metrics,
         )
         self.server.start()
         for informer in self.informers:

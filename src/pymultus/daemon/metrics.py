@@ -8,6 +8,10 @@ together with the docs.
 * ``pymultus_request_duration_seconds{command}`` — histogram of whole-request latency
 * ``pymultus_delegate_duration_seconds{command,plugin}`` — histogram of each delegate plugin run
 * ``pymultus_requests_in_flight`` / ``pymultus_requests_queued`` — gauges
+* ``pymultus_requests_abandoned_total`` — queued requests not run because their client had gone
+* ``pymultus_connections_rejected_total{reason}`` — connections answered 408/4xx/503 by the server
+  itself (``timeout``, ``malformed``, ``connection_limit``, ``queue_full``, ``body_budget``,
+  ``shutting_down``)
 * ``pymultus_cache_objects{kind}`` — objects in the informer caches (pods, nads)
 * ``pymultus_watch_restarts_total{kind}`` — watch reconnects and re-lists
 """
@@ -32,6 +36,12 @@ class NullMetrics:
         pass
 
     def in_flight(self, running: int, queued: int) -> None:
+        pass
+
+    def abandoned(self) -> None:
+        pass
+
+    def rejected(self, reason: str) -> None:
         pass
 
     def cache_objects(self, kind: str, count: int) -> None:
@@ -75,6 +85,17 @@ class PrometheusMetrics(NullMetrics):
         self._queued = prom.Gauge(
             "pymultus_requests_queued", "CNI requests waiting for a worker.", registry=self.registry
         )
+        self._abandoned = prom.Counter(
+            "pymultus_requests_abandoned_total",
+            "Queued CNI requests not run because their client closed the connection first.",
+            registry=self.registry,
+        )
+        self._rejected = prom.Counter(
+            "pymultus_connections_rejected_total",
+            "Connections the server answered itself (timeout, malformed, busy) by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
         self._cache = prom.Gauge(
             "pymultus_cache_objects", "Objects in the informer caches.", ["kind"], registry=self.registry
         )
@@ -102,6 +123,12 @@ class PrometheusMetrics(NullMetrics):
     def in_flight(self, running: int, queued: int) -> None:
         self._in_flight.set(running)
         self._queued.set(queued)
+
+    def abandoned(self) -> None:
+        self._abandoned.inc()
+
+    def rejected(self, reason: str) -> None:
+        self._rejected.labels(reason=reason).inc()
 
     def cache_objects(self, kind: str, count: int) -> None:
         self._cache.labels(kind=kind).set(count)

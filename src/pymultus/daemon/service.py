@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from pymultus import jsonio
 from pymultus.daemon import logs, wire
 from pymultus.daemon.config import DaemonConfig
+from pymultus.daemon.http1 import Request, Response
 from pymultus.daemon.metrics import NullMetrics
-from pymultus.daemon.server import Request, Response
 from pymultus.errors import INTERNAL, InvalidEnvironment, MultusError, TryAgainLater
 
 if TYPE_CHECKING:
@@ -39,17 +39,6 @@ READY_COMMANDS = ("ADD", "CHECK", "GC", "STATUS")
 
 class _NotReady(TryAgainLater):
     """Raised before anything is done: the caller may wait for /readyz and send it again."""
-
-
-def _pod_of(env: Mapping[str, str]) -> str:
-    namespace = name = ""
-    for pair in env.get("CNI_ARGS", "").split(";"):
-        key, _, value = pair.partition("=")
-        if key == "K8S_POD_NAMESPACE":
-            namespace = value
-        elif key == "K8S_POD_NAME":
-            name = value
-    return f"{namespace}/{name}" if name else ""
 
 
 def _conf_version(stdin: bytes) -> str:
@@ -113,19 +102,19 @@ class CniService:
             env, stdin, _ = wire.decode_request(http.body)
             command = env.get("CNI_COMMAND", "unknown").upper()
             version = _conf_version(stdin)
-            with logs.request_context(command, _pod_of(env), env.get("CNI_CONTAINERID", "")):
+            with logs.request_context(command, wire.pod_of(env), env.get("CNI_CONTAINERID", "")):
                 response = self._run_cni(command, env, stdin, version, raw)
                 log.info("%s done in %.1f ms", command, (time.monotonic() - started) * 1000)
                 return response
         except MultusError as exc:
             code = exc.code
-            with logs.request_context(command, _pod_of(env), env.get("CNI_CONTAINERID", "")):
+            with logs.request_context(command, wire.pod_of(env), env.get("CNI_CONTAINERID", "")):
                 log.error("%s failed with code %d: %s%s", command, exc.code, exc.msg, _details(exc))
             headers = ((wire.NOT_READY_HEADER, "1"),) if isinstance(exc, _NotReady) else ()
             return Response(400, jsonio.dumpb(exc.to_cni_error(version)), headers=headers)
         except Exception as exc:
             code = INTERNAL
-            with logs.request_context(command, _pod_of(env), env.get("CNI_CONTAINERID", "")):
+            with logs.request_context(command, wire.pod_of(env), env.get("CNI_CONTAINERID", "")):
                 log.exception("%s failed unexpectedly", command)
             error = {"cniVersion": version, "code": INTERNAL, "msg": f"internal error: {exc}"}
             return Response(400, jsonio.dumpb(error))
@@ -172,7 +161,9 @@ class CniService:
             env, stdin, attributes = wire.decode_request(http.body)
             command = env.get("CNI_COMMAND", "unknown").upper()
             version = _conf_version(stdin)
-            with logs.request_context(f"delegate-{command}", _pod_of(env), env.get("CNI_CONTAINERID", "")):
+            with logs.request_context(
+                f"delegate-{command}", wire.pod_of(env), env.get("CNI_CONTAINERID", "")
+            ):
                 result = self._run_delegate(command, env, stdin, attributes)
             if result is None:
                 return Response(200)

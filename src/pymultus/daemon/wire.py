@@ -39,7 +39,9 @@ SHIM_HEADER = "Pymultus-Shim"
 # code-11 error in the body, as from Go Multus).
 NOT_READY_HEADER = "Pymultus-Not-Ready"
 MAX_BODY = 1 << 20  # 1 MiB: a CNI conf plus env is a few KiB; anything bigger is a mistake or abuse
-MAX_HEADER = 64 << 10
+# Request line and headers; ours are ~150 bytes, a Go shim's about the same. Small, because the
+# daemon may hold the head of every open connection at once.
+MAX_HEADER = 16 << 10
 
 
 def encode_request(
@@ -61,13 +63,18 @@ def decode_request(body: bytes) -> tuple[dict[str, str], bytes, dict[str, object
     Malformed JSON or a bad ``config`` is a DecodingError (6); a missing or non-string ``env``
     an InvalidEnvironment (4).
     """
-    doc = jsonio.loads_object(body, what="the request body")
+    doc = jsonio.loads_object(body, what="the request body")  # nesting is bounded: code 6
     env = doc.get("env")
     if not isinstance(env, dict):
         raise InvalidEnvironment('the request body has no "env" object with the CNI environment')
     for key, value in env.items():
         if not isinstance(value, str):
-            raise InvalidEnvironment(f'"env.{key}" of the request body must be a string')
+            raise InvalidEnvironment(f'"env.{key[:100]}" of the request body must be a string')
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            # An environment entry the delegates could not be started with.
+            raise InvalidEnvironment(
+                f'"env.{key[:100]}" of the request body is not a valid environment variable'
+            )
     if "CNI_COMMAND" not in env:
         raise InvalidEnvironment('"env" of the request body has no CNI_COMMAND')
     config = doc.get("config", "")
@@ -75,7 +82,7 @@ def decode_request(body: bytes) -> tuple[dict[str, str], bytes, dict[str, object
         raise DecodingError('"config" of the request body must be a base64 string')
     try:
         stdin = binascii.a2b_base64(config, strict_mode=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or non-ASCII characters
         raise DecodingError(f'"config" of the request body is not valid base64: {exc}') from exc
     attributes = doc.get("interfaceAttributes")
     if attributes is None:
@@ -83,6 +90,18 @@ def decode_request(body: bytes) -> tuple[dict[str, str], bytes, dict[str, object
     if not isinstance(attributes, dict):
         raise DecodingError('"interfaceAttributes" of the request body must be an object')
     return env, stdin, attributes
+
+
+def pod_of(env: Mapping[str, str]) -> str:
+    """ "namespace/name" of the pod in ``CNI_ARGS``, or "" (for logs)."""
+    namespace = name = ""
+    for pair in env.get("CNI_ARGS", "").split(";"):
+        key, _, value = pair.partition("=")
+        if key == "K8S_POD_NAMESPACE":
+            namespace = value
+        elif key == "K8S_POD_NAME":
+            name = value
+    return f"{namespace}/{name}" if name else ""
 
 
 def http_request(

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
+from pymultus.daemon import server as server_module
 from pymultus.daemon import wire
-from pymultus.daemon.server import Request, Response, UnixHttpServer
+from pymultus.daemon.http1 import HttpError, Request, Response, chunk_size, parse_head
+from pymultus.daemon.server import UnixHttpServer
 from pymultus.errors import DecodingError, InvalidEnvironment
 
 
@@ -138,3 +142,189 @@ def test_drain_refuses_new_work_and_waits(sock_dir: str) -> None:
     assert done.wait(5)
     assert answers == [(200, b"done")]
     server.close()
+
+
+# -- strict framing (pymultus.daemon.http1) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "method", "path", "length", "chunked"),
+    [
+        (b"GET /healthz HTTP/1.1\r\nHost: x", "GET", "/healthz", 0, False),
+        (b"POST /cni?x=1 HTTP/1.0\r\nContent-Length: 007", "POST", "/cni", 7, False),
+        (b"POST http://dummy/cni HTTP/1.1\r\nTransfer-Encoding: Chunked", "POST", "/cni", 0, True),
+        (b"POST /cni HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5, 5", "POST", "/cni", 5, False),
+        (b"POST /cni HTTP/1.1\r\nContent-Length:\t1048576 ", "POST", "/cni", 1 << 20, False),
+    ],
+)
+def test_parse_head_accepts(head: bytes, method: str, path: str, length: int, chunked: bool) -> None:
+    parsed = parse_head(head)
+    assert (parsed.method, parsed.path, parsed.length, parsed.chunked) == (method, path, length, chunked)
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"POST /cni HTTP/1.1\r\nContent-Length: " + b"9" * 5000, 413),
+        (b"POST /cni HTTP/1.1\r\nContent-Length: 1048577", 413),
+        (b"POST /cni HTTP/1.1\r\nContent-Length: -1", 400),
+        (b"POST /cni HTTP/1.1\r\nContent-Length: \xb2", 400),  # a latin-1 digit
+        (b"POST /cni HTTP/1.1\r\nContent-Length: ", 400),
+        (b"POST /cni HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2", 400),
+        (b"POST /cni HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 2", 400),
+        (b"POST /cni HTTP/1.1\r\nTransfer-Encoding: chunked, chunked", 400),
+        (b"POST /cni HTTP/1.1\r\nTransfer-Encoding: identity", 400),
+        (b"POST /cni HTTP/1.1", 411),
+        (b"POST /cni HTTP/1.1\r\nHost : x\r\nContent-Length: 0", 400),
+        (b"POST /cni HTTP/1.1\r\n folded", 400),
+        (b"POST /cni HTTP/1.1\r\nX: a\nb\r\nContent-Length: 0", 400),
+        (b"POST cni HTTP/1.1\r\nContent-Length: 0", 400),
+        (b"PO ST /cni HTTP/1.1", 400),
+        (b"GET /cni HTTP/1.2", 400),
+        (b"GET /c\x7fni HTTP/1.1", 400),
+        (b"GET / HTTP/1.1" + b"\r\nX: y" * 101, 431),
+        (b"GET / HTTP/1.1\r\nX: " + b"y" * (wire.MAX_HEADER + 1), 431),
+    ],
+)
+def test_parse_head_refuses_with_a_cni_error(head: bytes, status: int) -> None:
+    with pytest.raises(HttpError) as caught:
+        parse_head(head)
+    response = caught.value.response
+    assert response.status == status
+    error = json.loads(response.body)
+    assert error["code"] == 6 and error["msg"], error
+    assert len(error["msg"]) < 200  # one sentence, never the whole input
+
+
+def test_chunk_sizes() -> None:
+    assert chunk_size(b"1a;ext=1", 0) == 26
+    assert chunk_size(b"0", 0) == 0
+    for bad, status in ((b"", 400), (b"-2", 400), (b"0x10", 400), (b"f" * 5000, 413), (b"100001", 413)):
+        with pytest.raises(HttpError) as caught:
+            chunk_size(bad, 0)
+        assert caught.value.response.status == status, bad
+
+
+# -- the server's limits ----------------------------------------------------------------------
+
+
+def _slow_router(release: threading.Event, ran: list[str]) -> object:
+    def router(request: Request) -> Response | object:
+        if request.path.startswith("/slow"):
+
+            def work() -> Response:
+                ran.append(request.path)
+                release.wait(10)
+                return Response(200, b"done")
+
+            return work
+        return Response(200, b"ok")
+
+    return router
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@contextmanager
+def _serving(sock_dir: str, **kw: object) -> Iterator[UnixHttpServer]:
+    release = threading.Event()
+    server = UnixHttpServer(os.path.join(sock_dir, "s.sock"), _slow_router(release, []), **kw)  # type: ignore[arg-type]
+    server.start()
+    try:
+        yield server
+    finally:
+        release.set()
+        server.close()
+
+
+@contextmanager
+def _partial_requests(path: str, count: int) -> Iterator[list[socket.socket]]:
+    """``count`` connections that send the start of a request and never the rest."""
+    socks = [socket.socket(socket.AF_UNIX) for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.settimeout(30)
+            sock.connect(path)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_connections_beyond_the_cap_get_503(sock_dir: str) -> None:
+    with _serving(sock_dir, workers=1, queue_limit=1, max_connections=3) as server:
+        with _partial_requests(server.socket_path, 3):
+            status, body = wire.http_request(server.socket_path, "GET", "/healthz", timeout=10)
+            assert status == 503 and json.loads(body)["code"] == 11
+        assert server.stats.rejected == 1
+
+
+def test_a_request_not_complete_at_the_deadline_gets_408(sock_dir: str) -> None:
+    with _serving(sock_dir, workers=1, queue_limit=1, request_deadline=0.5) as server:
+        with _partial_requests(server.socket_path, 3) as socks:
+            for sock in socks:
+                status, body = wire.parse_response(_read_until_closed(sock))
+                assert status == 408 and json.loads(body)["code"] == 11
+        assert wire.http_request(server.socket_path, "GET", "/healthz") == (200, b"ok")
+        assert server.stats.timed_out == 3
+
+
+def test_queued_work_of_a_departed_client_is_not_run(sock_dir: str) -> None:
+    release = threading.Event()
+    ran: list[str] = []
+    server = UnixHttpServer(
+        os.path.join(sock_dir, "s.sock"),
+        _slow_router(release, ran),  # type: ignore[arg-type]
+        workers=1,
+        queue_limit=2,
+    )
+    server.start()
+    answers: list[tuple[int, bytes]] = []
+    first = threading.Thread(
+        target=lambda: answers.append(wire.http_request(server.socket_path, "POST", "/slow1", b"{}"))
+    )
+    first.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not ran and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(server.socket_path)
+        sock.sendall(b"POST /slow2 HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+        while server.queued() != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sock.close()
+        release.set()
+        first.join(10)
+        while server.stats.abandoned != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        release.set()
+        server.drain(5)
+        server.close()
+    assert answers == [(200, b"done")]
+    assert ran == ["/slow1"]
+    assert server.stats.abandoned == 1 and server.stats.served == 1
+
+
+def test_bodies_held_at_once_are_bounded(sock_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "BODY_BUDGET", 100)
+    server = UnixHttpServer(
+        os.path.join(sock_dir, "s.sock"),
+        _slow_router(threading.Event(), []),  # type: ignore[arg-type]
+        workers=1,
+        queue_limit=1,
+    )
+    server.start()
+    try:
+        status, body = wire.http_request(server.socket_path, "POST", "/cni", b"x" * 101)
+        assert status == 503 and json.loads(body)["code"] == 11
+        assert wire.http_request(server.socket_path, "POST", "/x", b"x" * 100) == (200, b"ok")
+    finally:
+        server.close()

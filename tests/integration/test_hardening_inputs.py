@@ -327,6 +327,8 @@ def test_cni_dir_pointing_at_a_file(sim: Node, pod_ns: Netns, tmp_path: Path) ->
     assert sim.leases() == []
     deleted = sim.run("DEL", conf, container_id=cid, netns=pod_ns.path, pod=POD)
     assert deleted.ok, deleted
+    collected = sim.run("GC", conf, container_id=cid)
+    assert collected.ok, collected
 
 
 def test_read_only_cni_dir(sim: Node, pod_ns: Netns) -> None:

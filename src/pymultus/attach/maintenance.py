@@ -123,7 +123,7 @@ def _delegates(record: dict[str, object]) -> list[dict[str, object]]:
 def _cached_containers(cni_dir: str) -> list[str]:
     try:
         names = sorted(os.listdir(cni_dir))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no cniDir yet, or a file: nothing cached
         return []
     found = []
     for name in names:

@@ -1,0 +1,264 @@
+"""One soak cycle: a fresh pod and netns, ADD with one fault injected, DEL (retried a bounded
+number of times, as a runtime does), then every invariant; leftovers are recorded and removed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+
+from tests.soak import checks
+from tests.soak.checks import Tally
+from tests.soak.rig import NAMESPACE, Outcome, Rig
+
+DEL_ATTEMPTS = 5  # a runtime retries a failed DEL; after this many the pod counts as stuck
+DEL_RETRY_PAUSE = 0.2
+SETTLE = 5.0  # seconds a delegate still running after the final DEL may take to go away
+SLOW_DELEGATE = 1.5  # the kill-mid-add delegate sleeps this long before running bridge
+HANG = 30  # far beyond the delegate timeout
+ATTACHED = ["eth0", "net1", "net2"]
+
+FAULTS_BOTH = [
+    "none",
+    "delegate-fail",
+    "delegate-hang",
+    "kill-mid-add",
+    "api-500",
+    "api-429",
+    "api-slow",
+    "api-drop",
+    "netns-gone-before-del",
+    "corrupt-delegate-list",
+    "corrupt-result-cache",
+    "repeated-add",
+    "repeated-del",
+]
+FAULTS_THICK = ["daemon-kill-between", "daemon-kill-during-add"]
+
+
+def faults_for(mode: str) -> list[str]:
+    return FAULTS_BOTH + (FAULTS_THICK if mode == "thick" else [])
+
+
+class Cycle:
+    def __init__(self, rig: Rig, index: int, rng: random.Random, tally: Tally) -> None:
+        self.rig = rig
+        self.mode = rig.mode
+        self.rng = rng
+        self.tally = tally
+        self.fault = "none"
+        self.deleted = False  # a fault that ran the DEL itself sets it
+        self.pod, self.uid, self.cid, self.netns = rig.new_pod(index)
+
+    def run(self, fault: str) -> None:
+        self.fault = fault
+        self.tally.cycles[self.mode] += 1
+        self.tally.faults[(self.mode, fault)] += 1
+        try:
+            getattr(self, "_" + fault.replace("-", "_"))()
+            if not self.deleted:
+                self.delete()
+            self.check_final()
+        finally:
+            self.rig.clear_delegate_action(self.cid)
+            self.rig.drop_netns(self.netns)
+            self.rig.api.delete_pod(NAMESPACE, self.pod)
+
+    # -- calls --------------------------------------------------------------------------------
+
+    def call(self, command: str) -> Outcome:
+        return self.rig.call(command, self.pod, self.uid, self.cid, self.netns)
+
+    def record_add(self, outcome: Outcome) -> Outcome:
+        self.tally.add_codes[(self.mode, self.fault, outcome.code)] += 1
+        return outcome
+
+    def add(self) -> Outcome:
+        return self.record_add(self.call("ADD"))
+
+    def delete(self) -> Outcome:
+        """DEL until it succeeds, at most DEL_ATTEMPTS times (each extra one is a retry)."""
+        self.deleted = True
+        outcome = Outcome("none")
+        for attempt in range(DEL_ATTEMPTS):
+            if attempt:
+                self.tally.del_retries[self.mode] += 1
+                time.sleep(DEL_RETRY_PAUSE)
+            self.tally.del_calls[self.mode] += 1
+            outcome = self.call("DEL")
+            if outcome.ok:
+                return outcome
+        self.violate(
+            "del-never-succeeded", f"{DEL_ATTEMPTS} DELs failed, last: {outcome.code} {outcome.stdout}"
+        )
+        return outcome
+
+    def violate(self, kind: str, detail: str) -> None:
+        self.tally.violation(self.mode, kind, self.fault, f"{self.cid}: {detail}")
+
+    # -- checks ---------------------------------------------------------------------------------
+
+    def check_after_add(self, outcome: Outcome) -> None:
+        """After a completed ADD: all three attachments and their leases, or (failed) nothing."""
+        links, leases = checks.netns_links(self.netns), self.rig.node.leases()
+        if outcome.ok and (links != ATTACHED or len(leases) != len(ATTACHED)):
+            self.violate("add-ok-incomplete", f"links {links}, leases {len(leases)} after a successful ADD")
+        if not outcome.ok and outcome.code not in ("killed", "hung") and (links or leases):
+            self.violate(
+                "add-rollback-leak", f"ADD failed ({outcome.code}) but left links {links}, leases {leases}"
+            )
+
+    def check_final(self) -> None:
+        pids = self.wait_for_processes()
+        if pids:
+            self.violate("delegate-process-left", "; ".join(checks.describe(p) for p in pids))
+            checks.kill_all(pids)
+        links = checks.netns_links(self.netns)
+        if links:
+            self.violate("links-in-netns", f"{links} left in the pod netns after DEL")
+        host = checks.host_links(self.rig.node.bridges, self.rig.parent)
+        if host:
+            self.violate("links-on-host", f"{host} left on the host after DEL")
+            for name in host:
+                checks.ip("link", "delete", name, check=False)
+        leases = self.rig.node.leases()
+        if leases:
+            self.violate("leases-left", f"{[os.path.relpath(p, self.rig.root) for p in leases]}")
+            checks.remove_files(leases)
+        caches = self.rig.node.cache_files()
+        if caches:
+            self.violate("cache-files-left", f"{[os.path.relpath(p, self.rig.root) for p in caches]}")
+            checks.remove_files(caches)
+        self.sample_daemon()
+
+    def wait_for_processes(self) -> list[int]:
+        deadline = time.monotonic() + SETTLE
+        pids = checks.processes_with(self.cid)
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.05)
+            pids = checks.processes_with(self.cid)
+        return pids
+
+    def sample_daemon(self) -> None:
+        pid = self.rig.daemon_pid
+        sample = checks.sample_daemon(pid) if pid else None
+        if sample is None:
+            return
+        samples = self.tally.daemon.setdefault(self.mode, [])
+        samples.append(sample)
+        for kind, detail in checks.daemon_over_bounds(samples):
+            self.violate(kind, detail)
+
+    # -- the faults -------------------------------------------------------------------------------
+
+    def _none(self) -> None:
+        self.check_after_add(self.add())
+
+    def _delegate_fail(self) -> None:
+        self.rig.set_delegate_action(self.cid, f"fail {self.rng.choice([7, 11, 101])}")
+        self.check_after_add(self.add())
+
+    def _delegate_hang(self) -> None:
+        self.rig.set_delegate_action(self.cid, f"sleep {HANG}")
+        self.check_after_add(self.add())
+
+    def _kill_mid_add(self) -> None:
+        """containerd's CNI timeout: SIGKILL of the plugin process only, then DEL at once."""
+        self.rig.set_delegate_action(self.cid, f"sleep {SLOW_DELEGATE}")
+        proc = self.rig.launch("ADD", self.pod, self.uid, self.cid, self.netns)
+        time.sleep(self.rng.uniform(0.05, SLOW_DELEGATE - 0.1))
+        proc.kill()
+        self.record_add(self.rig.finish(proc))
+
+    def _daemon_kill_during_add(self) -> None:
+        self.rig.set_delegate_action(self.cid, f"sleep {self.rng.choice([0, SLOW_DELEGATE])}")
+        proc = self.rig.launch("ADD", self.pod, self.uid, self.cid, self.netns)
+        time.sleep(self.rng.uniform(0.02, 1.0))
+        self.rig.kill_daemon()
+        self.rig.restart_daemon()
+        self.record_add(self.rig.finish(proc))
+
+    def _daemon_kill_between(self) -> None:
+        self.check_after_add(self.add())
+        self.rig.kill_daemon()
+        if self.rng.random() < 0.5:
+            self.delete()  # the shim DELs from the on-disk cache while the daemon is down
+            self.rig.restart_daemon()
+        else:
+            self.rig.restart_daemon()
+
+    def _api_fault(self, status: int | None, *, retry_after: int | None = None, delay: float = 0.0) -> None:
+        self.rig.api.inject(status, count=self.rng.randint(1, 3), retry_after=retry_after, delay=delay)
+        try:
+            self.check_after_add(self.add())
+        finally:
+            self.rig.clear_api_faults()
+
+    def _api_500(self) -> None:
+        self._api_fault(500)
+
+    def _api_429(self) -> None:
+        self._api_fault(429, retry_after=self.rng.randint(0, 1))
+
+    def _api_slow(self) -> None:
+        self._api_fault(None, delay=self.rng.uniform(0.3, 1.5))
+
+    def _api_drop(self) -> None:
+        """The API server closes every connection for a moment (a restart, a network blip)."""
+        self.rig.api.set_down(True)
+        timer = threading.Timer(self.rng.uniform(0.1, 1.0), self.rig.api.set_down, (False,))
+        timer.start()
+        try:
+            self.check_after_add(self.add())
+        finally:
+            timer.cancel()
+            self.rig.api.set_down(False)
+
+    def _netns_gone_before_del(self) -> None:
+        self.check_after_add(self.add())
+        self.rig.drop_netns(self.netns)
+
+    def _corrupt_delegate_list(self) -> None:
+        self.check_after_add(self.add())
+        self.corrupt(str(self.rig.node.cni_dir / self.cid))
+
+    def _corrupt_result_cache(self) -> None:
+        self.check_after_add(self.add())
+        results = self.rig.node.cni_dir / "results"
+        names = sorted(os.listdir(results)) if results.is_dir() else []
+        if names:
+            self.corrupt(str(results / self.rng.choice(names)))
+
+    def corrupt(self, path: str) -> None:
+        """Truncate, empty or overwrite with garbage (what a crash or a bad disk leaves)."""
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError:
+            return  # the ADD failed before writing it
+        how = self.rng.choice(["truncate", "empty", "garbage"])
+        replacement = {"truncate": data[: len(data) // 2], "empty": b"", "garbage": b"\x00\xff{not json"}[how]
+        with open(path, "wb") as handle:
+            handle.write(replacement)
+
+    def _repeated_add(self) -> None:
+        first = self.add()
+        self.check_after_add(first)
+        self.add()
+        if first.ok:
+            links, leases = checks.netns_links(self.netns), self.rig.node.leases()
+            if links != ATTACHED or len(leases) != len(ATTACHED):
+                self.violate(
+                    "repeated-add-destroyed-first",
+                    f"after a second ADD the first ADD's pod has links {links}, {len(leases)} leases",
+                )
+
+    def _repeated_del(self) -> None:
+        self.check_after_add(self.add())
+        self.delete()
+        again = self.call("DEL")
+        self.tally.del_calls[self.mode] += 1
+        if not again.ok:
+            self.violate("repeated-del-failed", f"a second DEL answered {again.code} {again.stdout}")

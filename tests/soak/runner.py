@@ -1,0 +1,82 @@
+"""Run N cycles of one mode with faults drawn at random (seeded), and print the counts."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tests.soak import checks
+from tests.soak.checks import Tally
+from tests.soak.cycle import Cycle, faults_for
+from tests.soak.rig import Rig
+
+NO_FAULT_WEIGHT = 3  # "none" is drawn this many times as often as each fault
+
+
+def soak(
+    mode: str,
+    cycles: int,
+    seed: int,
+    tally: Tally,
+    *,
+    faults: Sequence[str] | None = None,
+    progress: bool = False,
+) -> None:
+    """``cycles`` cycles of ``mode`` ("thin" or "thick") into ``tally``; cleans up whatever happens."""
+    rng = random.Random(f"{seed}-{mode}")
+    kinds = [k for k in faults_for(mode) if faults is None or k in faults]
+    weights = [NO_FAULT_WEIGHT if k == "none" else 1 for k in kinds]
+    root = Path(tempfile.mkdtemp(prefix=f"pmsoak-{mode}-"))
+    rig = Rig(mode, root, rng)
+    started = time.monotonic()
+    try:
+        rig.start()
+        for index in range(cycles):
+            fault = rng.choices(kinds, weights)[0]
+            Cycle(rig, index, rng, tally).run(fault)
+            if progress and (index + 1) % 100 == 0:
+                print(
+                    f"  {mode}: {index + 1}/{cycles} cycles, {tally.total_violations} violations, "
+                    f"{time.monotonic() - started:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        tally.seconds[mode] += round(time.monotonic() - started, 1)
+        checks.kill_all(checks.processes_with(rig.run_id))
+        rig.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def report(tally: Tally, seed: int) -> str:
+    lines = [f"soak seed {seed}"]
+    for mode in sorted(tally.cycles):
+        cycles, seconds = tally.cycles[mode], tally.seconds[mode]
+        lines.append(f"== {mode}: {cycles} cycles in {seconds:.0f} s ({cycles / max(seconds, 0.1):.1f}/s)")
+        faults = {k: v for (m, k), v in sorted(tally.faults.items()) if m == mode}
+        lines.append("  faults injected: " + ", ".join(f"{k} {v}" for k, v in faults.items()))
+        for fault in faults:
+            codes = {c: n for (m, f, c), n in sorted(tally.add_codes.items()) if m == mode and f == fault}
+            lines.append(f"  ADD by code, {fault}: " + ", ".join(f"{c}: {n}" for c, n in codes.items()))
+        lines.append(f"  DEL calls {tally.del_calls[mode]}, retries {tally.del_retries[mode]}")
+        figures = checks.daemon_figures(tally.daemon.get(mode, []))
+        if figures:
+            lines.append(
+                "  daemon fds start/end/max {fdsStart}/{fdsEnd}/{fdsMax}, VmRSS KiB start/end/max "
+                "{rssStartKiB}/{rssEndKiB}/{rssMaxKiB}".format(**figures)
+            )
+        violations = {k: v for (m, k), v in sorted(tally.violations.items()) if m == mode}
+        lines.append(
+            "  invariant violations: "
+            + (", ".join(f"{k} {v}" for k, v in violations.items()) if violations else "none")
+        )
+        for kind in violations:
+            by_fault = {f: n for (m, k, f), n in sorted(tally.by_fault.items()) if m == mode and k == kind}
+            lines.append(f"    {kind} by fault: " + ", ".join(f"{f} {n}" for f, n in by_fault.items()))
+            lines.extend(f"      e.g. {example[:400]}" for example in tally.examples[(mode, kind)])
+    return "\n".join(lines)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pymultus.cli.launcher import ENTRY_POINTS, default_python, default_sys_path, write_launcher
+from pymultus.store.deleted import DELETED_DIR
 from tests.fakeapi import FakeApiServer
 from tests.support.containerd import Containerd
 from tests.support.cri import CriClient, PodSpec, Sandbox
@@ -286,7 +287,8 @@ class CriRig:
         }
 
     def leftovers(self, sandbox_ids: set[str] | None = None) -> dict[str, list[str]]:
-        """Everything a torn-down pod could leave; every list must be empty after a scenario."""
+        """Everything a torn-down pod could leave; every list must be empty after a scenario.
+        (The bounded record of completed DELs, ``<cniDir>/deleted``, is meant to stay.)"""
         assert self.cri is not None
         ids = sandbox_ids if sandbox_ids is not None else self.containerd.sandbox_ids
         ids = ids | self.recorded_container_ids()
@@ -294,7 +296,7 @@ class CriRig:
         return {
             "sandboxes": self.cri.list_ids(),
             "leases": self.node.leases(),
-            "pymultus caches": self.node.cache_files(),
+            "pymultus caches": [path for path in self.node.cache_files() if f"/{DELETED_DIR}/" not in path],
             "containerd results": self.containerd.cni_results(),
             "netns": self.containerd.netns_paths(),
             "bridge ports": self.node.host_veths(),

@@ -298,13 +298,16 @@ class Containerd:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
+        # Containers whose shim was killed (containerd crashed, a test failed half-way) still run:
+        # runc kills them and removes their cgroups; then their mounts can go.
+        for state in (self.root / "runc").glob("*/*/state.json"):
+            subprocess.run(
+                ["runc", "--root", str(state.parent.parent), "delete", "--force", state.parent.name],
+                capture_output=True,
+                check=False,
+            )
         for mount in reversed(mounts_under(self.root)):
             subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
-        runc_root = self.root / "runc"
-        if runc_root.is_dir():
-            # runc leaves the containers' cgroups behind when its shim is killed.
-            for state in runc_root.glob("*/*/state.json"):
-                remove_cgroups(state)
         for sandbox in self.sandbox_ids:
             for cached in RESULTS_DIR.glob(f"*-{sandbox}-*"):
                 cached.unlink(missing_ok=True)
@@ -353,19 +356,6 @@ def mounts_under(root: Path) -> list[str]:
         if point.startswith(prefix):
             found.append(point)
     return found
-
-
-def remove_cgroups(state_json: Path) -> None:
-    try:
-        state = json.loads(state_json.read_text())
-    except (OSError, ValueError):
-        return
-    paths = state.get("cgroup_paths") or {}
-    for path in paths.values():
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass
 
 
 @contextmanager

@@ -20,7 +20,7 @@ import pytest
 from pymultus.daemon import wire
 from tests.integration.test_shim_daemon import make_node
 from tests.support.daemon import REPO_SRC, DaemonProcess
-from tests.support.netns import delete_host_link
+from tests.support.netns import delete_host_link, netns
 
 pytestmark = pytest.mark.netns
 
@@ -179,6 +179,8 @@ def test_readyz_fails_while_draining(tmp_path: Path) -> None:
     (node.root / "net.d" / "10-primary.conf").write_text(
         json.dumps({"cniVersion": "0.3.1", "name": "slow", "type": "pmslow"})
     )
+    pod = netns("pmt")  # a pod's own netns: the daemon refuses its own (issue 9 defect 7)
+    pod_path = pod.__enter__().path
     node.daemon.start(wait="readyz")
     try:
         env = {"CNI_COMMAND": "STATUS", "CNI_PATH": str(slow_dir)}
@@ -188,7 +190,7 @@ def test_readyz_fails_while_draining(tmp_path: Path) -> None:
                 **env,
                 "CNI_COMMAND": "ADD",
                 "CNI_CONTAINERID": "slow1",
-                "CNI_NETNS": "/proc/self/ns/net",
+                "CNI_NETNS": pod_path,
                 "CNI_IFNAME": "eth0",
             },
             node.conf(),
@@ -215,6 +217,7 @@ def test_readyz_fails_while_draining(tmp_path: Path) -> None:
         node.daemon.stop()
         for bridge in node.bridges:
             delete_host_link(bridge)
+        pod.__exit__(None, None, None)
 
 
 def test_refuses_to_start_unless_root(tmp_path: Path) -> None:

@@ -356,14 +356,48 @@ def _granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     return granted
 
 
+# Granted by the thin overlay's Role, for the pymultus service account only (resourceNames).
+TOKEN_CALL = ("create", "", "serviceaccounts/token")
+
+
 def test_cluster_role_grants_exactly_the_api_calls_of_the_code() -> None:
     from pymultus.kube.api_calls import API_CALLS
 
     (role,) = m.find(m.render("base"), "ClusterRole", "pymultus")
     granted = _granted(role["rules"])
-    needed = set(API_CALLS)
+    needed = set(API_CALLS) - {TOKEN_CALL}
     assert granted - needed == set(), "the ClusterRole grants calls the code never makes"
     assert needed - granted == set(), "the code makes calls the ClusterRole does not grant"
+
+
+def test_thin_may_mint_tokens_of_its_own_service_account_only() -> None:
+    from pymultus.kube.api_calls import API_CALLS
+
+    assert TOKEN_CALL in API_CALLS
+    docs = m.render("thin")
+    (sa,) = m.find(docs, "ServiceAccount")
+    (role,) = m.find(docs, "Role")
+    (binding,) = m.find(docs, "RoleBinding")
+    (rule,) = role["rules"]
+    assert rule == {
+        "apiGroups": [""],
+        "resources": ["serviceaccounts/token"],
+        "resourceNames": [sa["metadata"]["name"]],
+        "verbs": ["create"],
+    }
+    assert role["metadata"]["namespace"] == sa["metadata"]["namespace"] == binding["metadata"]["namespace"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": sa["metadata"]["namespace"]}
+    ]
+    assert not m.find(m.render("thick"), "Role"), "the thick daemon mints no tokens"
+    # The installer binds the token to the Node it runs on.
+    env = {e["name"]: e for e in m.container("thin", "install").get("env", [])}
+    assert env["MULTUS_NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
 
 
 def test_cluster_role_binding_names_the_daemonset_service_account() -> None:

@@ -372,6 +372,10 @@ class FakeApiServer:
         self._watches: set[socket.socket] = set()
         self._cut_generation = 0
         self._token_files: list[Path] = []
+        # TokenRequests (POST .../serviceaccounts/<name>/token): the bodies received; tokens issued
+        # live token_ttl seconds (None: as requested) and act as the service account's user.
+        self.token_requests: list[Obj] = []
+        self.token_ttl: float | None = None
         self._httpd: _HttpServer | None = None
         self._thread: threading.Thread | None = None
         for ns in namespaces:
@@ -925,12 +929,49 @@ class _Handler(BaseHTTPRequestHandler):
         if path == CRD_PATH and method == "GET":
             self._send_json(200, _nad_crd(), sort_keys=True)
             return
+        parts = path.strip("/").split("/")
+        if (
+            method == "POST"
+            and len(parts) == 7
+            and parts[:3] == ["api", "v1", "namespaces"]
+            and (parts[4::2] == ["serviceaccounts", "token"])
+        ):
+            self._token_request(parts[3], parts[5], body, user)
+            return
         info = self._parse(method, path, query)
         self._authorize(user, info)
         handler = getattr(self, f"_{info.verb}")
         handler(info, query, body)
 
     # -- verbs ------------------------------------------------------------------------------
+
+    def _token_request(self, namespace: str, name: str, body: bytes, user: User) -> None:
+        """TokenRequest, as kube-apiserver answers it; the new token authenticates as the
+        service account with the requester's permissions (enough for the tests)."""
+        allowed = ("create", "", "serviceaccounts/token")
+        if user.allowed is not None and allowed not in user.allowed:
+            raise ApiStatus(
+                403,
+                "Forbidden",
+                f'serviceaccounts "{name}" is forbidden: User "{user.name}" cannot create resource '
+                f'"serviceaccounts/token" in API group "" in the namespace "{namespace}"',
+            )
+        request = self._decode_body(body)
+        spec = request.get("spec")
+        if request.get("kind") != "TokenRequest" or not isinstance(spec, dict):
+            raise ApiStatus(400, "BadRequest", "the body is not a TokenRequest")
+        api = self.api
+        requested = float(spec.get("expirationSeconds") or 3600)
+        ttl = api.token_ttl if api.token_ttl is not None else requested
+        token = secrets.token_hex(16)
+        account = f"system:serviceaccount:{namespace}:{name}"
+        with api._lock:
+            api.token_requests.append(request)
+            api.tokens[token] = account
+            api.users.setdefault(account, User(account, [], user.allowed))
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + ttl))
+        request["status"] = {"token": token, "expirationTimestamp": expires}
+        self._send_json(201, request)
 
     def _get(self, info: Info, query: dict[str, str], body: bytes) -> None:
         obj = self.api.store.get(info.resource, info.namespace or "", info.name)

@@ -86,7 +86,16 @@ class Node:
 
     def uninstall(self) -> None:
         proc = subprocess.run(
-            [PYTHON, "-m", "pymultus", "uninstall", "--cni-bin-dir", str(self.bin)],
+            [
+                PYTHON,
+                "-m",
+                "pymultus",
+                "uninstall",
+                "--cni-bin-dir",
+                str(self.bin),
+                "--cni-conf-dir",
+                str(self.conf),
+            ],
             check=False,
             capture_output=True,
             text=True,

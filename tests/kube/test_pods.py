@@ -266,6 +266,7 @@ def _drive_every_call(fake_api: FakeApiServer, client: KubeClient, src: ApiPodSo
         )
         list(client.watch(path, rv, timeout_seconds=1))
         list(client.watch(path, None, timeout_seconds=1, send_initial_events=True))
+    client.request_token("kube-system", "pymultus", bound_node="node1", expiration_seconds=600)
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 from pymultus.errors import InvalidConfig, InvalidEnvironment, MultusError
 
 if TYPE_CHECKING:
+    from pymultus.cli.install_kubeconfig import NodeTokenSource
     from pymultus.cli.install_state import InstallState
 
 log = logging.getLogger("pymultus.install")
@@ -72,6 +73,7 @@ class InstallOptions:
         "multus_log_level",
         "multus_log_to_stderr",
         "namespace_isolation",
+        "node_name",
         "override_network_name",
         "primary_wait",
         "python",
@@ -118,6 +120,7 @@ class InstallOptions:
     override_network_name: bool
     force_cni_version: bool
     skip_tls_verify: bool
+    node_name: str
     service_account_dir: str
     primary_wait: float
 
@@ -214,6 +217,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--override-network-name", action="store_true", help="name the conf after the primary")
     p.add_argument("--skip-tls-verify", action="store_true", help="kubeconfig without the CA (testing only)")
     p.add_argument(
+        "--node-name",
+        default=os.environ.get("MULTUS_NODE_NAME", ""),
+        help="thin: the Node the kubeconfig's token is bound to (a TokenRequest that outlives this "
+        "pod); empty: this pod's own token, which stops working when the pod is deleted "
+        "(default: $MULTUS_NODE_NAME)",
+    )
+    p.add_argument(
         "--service-account-dir",
         default=DEFAULT_SERVICE_ACCOUNT_DIR,
         help="where the pod's token and ca.crt are mounted",
@@ -265,6 +275,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="only build the self-contained bundle into DIR (e.g. in an image build) and exit",
     )
     p.add_argument(
+        "--check",
+        action="store_true",
+        help="install nothing: exit 0 only if what this command line installs is in place "
+        "(the thin DaemonSet's readiness probe: the same arguments plus --check)",
+    )
+    p.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
         default="info",
@@ -277,11 +293,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="remove exactly what `pymultus install` installed (files changed since are kept)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    # Defaults: the paths the manifests mount (deploy/uninstall runs this on every node).
     u.add_argument(
         "--cni-bin-dir",
         dest="bin_dir",
-        default="/host/opt/cni/bin",
+        default="/opt/cni/bin",
         help="the CNI bin dir given to install (holds the install record)",
+    )
+    u.add_argument(
+        "--cni-conf-dir",
+        dest="conf_dir",
+        default="/etc/cni/net.d",
+        help="the CNI conf dir: a 00-multus.conf[list] naming multus or multus-shim (the thick "
+        "daemon writes it, unrecorded) is removed once no such executable is left in the bin dir",
+    )
+    u.add_argument(
+        "--wait",
+        action="store_true",
+        help="then keep running until SIGTERM (the uninstall DaemonSet's container: its pods are "
+        "Ready once every node is clean)",
     )
     u.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     u.set_defaults(handler=uninstall_main)
@@ -310,6 +340,8 @@ def install_main(args: argparse.Namespace) -> int:
             )
             return 0
         opts = InstallOptions(args)
+        if args.check:
+            return check_installed(opts)
         stop = threading.Event()
         _stop_on_signals(stop)
         return run_install(opts, dict(os.environ), stop)
@@ -323,13 +355,65 @@ def uninstall_main(args: argparse.Namespace) -> int:
 
     _setup_logging(args.log_level)
     state = InstallState.load(args.bin_dir)
+    if state.exists:
+        for path in state.uninstall():
+            log.warning("kept %s", path)
+        log.info("pymultus uninstalled from %s", args.bin_dir)
+    else:
+        log.info("no pymultus install record in %s", args.bin_dir)
+    _remove_orphaned_confs(args.conf_dir, args.bin_dir)
+    if args.wait:
+        stop = threading.Event()
+        _stop_on_signals(stop)
+        stop.wait()
+    return 0
+
+
+def _remove_orphaned_confs(conf_dir: str, bin_dir: str) -> None:
+    """Remove our 00-multus.conf[list] when the executable it names is gone: left in place, it
+    would fail every new pod on the node instead of letting it start on the cluster network."""
+    from pymultus import fileio
+    from pymultus.config.generate import OWN_NAMES, OWN_TYPES, is_multus_conf
+
+    if any(os.path.exists(os.path.join(bin_dir, name)) for name in OWN_TYPES):
+        return  # some multus executable (maybe another installation's) still serves the conf
+    for name in OWN_NAMES:
+        path = os.path.join(conf_dir, name)
+        if is_multus_conf(path) and fileio.remove_durably(path):
+            log.info("removed %s: the executable it names is gone", path)
+
+
+def check_installed(opts: InstallOptions) -> int:
+    """Whether the executables, the bundle and (thin) the conf and kubeconfig are in place, with
+    the content this installer recorded: the thin DaemonSet is Ready only then, so that no pod is
+    created on the node in the gap where it would silently get only the cluster network."""
+    from pymultus.cli.install_bundle import BUNDLE_MARKER
+    from pymultus.cli.install_state import InstallState
+    from pymultus.cli.launcher import ENTRY_POINTS
+    from pymultus.config.generate import OWN_NAMES
+
+    state = InstallState.load(opts.bin_dir)
+    missing: list[str] = []
     if not state.exists:
-        log.info("nothing to remove: no pymultus install record in %s", args.bin_dir)
-        return 0
-    kept = state.uninstall()
-    for path in kept:
-        log.warning("kept %s", path)
-    log.info("pymultus uninstalled from %s", args.bin_dir)
+        missing.append(state.path)
+    if state.exists and not opts.skip_binary_copy:
+        for name in ENTRY_POINTS:
+            path = os.path.join(opts.bin_dir, name)
+            if not (state.owns(path) and os.access(path, os.X_OK)):
+                missing.append(path)
+        if not state.bundles or not os.path.isfile(os.path.join(state.bundles[-1], BUNDLE_MARKER)):
+            missing.append(f"the runtime {state.bundles[-1] if state.bundles else 'pymultus-*'}")
+    if state.exists and opts.mode == "thin":
+        kubeconfig = os.path.join(opts.conf_dir, "multus.d", "multus.kubeconfig")
+        if not state.owns(kubeconfig):
+            missing.append(kubeconfig)
+        names = OWN_NAMES if opts.multus_conf_file == "auto" else (os.path.basename(opts.multus_conf_file),)
+        confs = [os.path.join(opts.conf_dir, name) for name in names]
+        if not any(state.owns(conf) for conf in confs):
+            missing.append(" or ".join(confs))
+    if missing:
+        log.error("pymultus is not installed yet: missing or changed: %s", ", ".join(missing))
+        return 1
     return 0
 
 
@@ -537,14 +621,30 @@ class ConfWriter:
         self.kubeconfig = os.path.join(self.multus_d, "multus.kubeconfig")
         self._last_error = ""
         self._last_primary: str | None = None
+        self.tokens: NodeTokenSource | None = None
+        if opts.node_name:
+            from pymultus.cli.install_kubeconfig import NodeTokenSource
+
+            self.tokens = NodeTokenSource(env, opts.service_account_dir, opts.node_name)
+        else:
+            log.warning(
+                "no --node-name (MULTUS_NODE_NAME): the kubeconfig gets this pod's own token, "
+                "which stops working when this pod is deleted"
+            )
 
     def write_kubeconfig(self) -> bool:
-        from pymultus.cli.install_kubeconfig import build_kubeconfig, read_service_account, server_from_env
+        from pymultus.cli.install_kubeconfig import (
+            ServiceAccount,
+            build_kubeconfig,
+            read_service_account,
+            server_from_env,
+        )
 
+        sa = read_service_account(self.opts.service_account_dir)
+        if self.tokens is not None:
+            sa = ServiceAccount(self.tokens.current(sa.token), sa.ca)
         data = build_kubeconfig(
-            server=server_from_env(self.env),
-            sa=read_service_account(self.opts.service_account_dir),
-            skip_tls_verify=self.opts.skip_tls_verify,
+            server=server_from_env(self.env), sa=sa, skip_tls_verify=self.opts.skip_tls_verify
         )
         self.state.make_dirs(self.multus_d, 0o700)
         changed = self.state.write(self.kubeconfig, data, 0o600)

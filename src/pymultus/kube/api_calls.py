@@ -24,6 +24,9 @@ API_CALLS: tuple[tuple[str, str, str], ...] = (
     ("update", "", "pods/status"),
     ("patch", "", "pods/status"),
     ("create", "", "events"),
+    # Thin installer: a Node-bound token for the host kubeconfig, for its own service account only
+    # (granted by a Role with resourceNames, not by the ClusterRole).
+    ("create", "", "serviceaccounts/token"),
     ("get", NAD_GROUP, "network-attachment-definitions"),
     ("list", NAD_GROUP, "network-attachment-definitions"),
     ("watch", NAD_GROUP, "network-attachment-definitions"),

@@ -163,6 +163,26 @@ class KubeClient:
         """POST an Event with :meth:`send_deferred`: errors reach ``on_error``, not the caller."""
         self.send_deferred("POST", _events_path(namespace), body=jsonio.dumpb(event), on_error=on_error)
 
+    def request_token(
+        self, namespace: str, service_account: str, *, bound_node: str, expiration_seconds: int
+    ) -> KubeObject:
+        """A TokenRequest for ``service_account`` bound to the Node ``bound_node``: the token stays
+        valid until it expires or the Node object is deleted, not when the calling pod goes (the
+        installer gives it to the thin plugin on the host, which outlives every installer pod)."""
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "expirationSeconds": expiration_seconds,
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Node", "name": bound_node},
+            },
+        }
+        path = (
+            f"/api/v1/namespaces/{_segment(namespace, 'namespace')}/serviceaccounts/"
+            f"{_segment(service_account, 'service account name')}/token"
+        )
+        return self.request("POST", path, body=jsonio.dumpb(body))
+
     def watch(
         self,
         path: str,

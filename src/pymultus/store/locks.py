@@ -16,9 +16,10 @@ after ``multus`` itself was killed. While an ADD delegate runs, its process grou
 
 DEL (:meth:`ContainerLock.for_del`) takes the lock too. When an ADD holds it, DEL marks the file
 cancelled (the ADD checks the mark before it writes anything and before each delegate, stops
-with ContainerBusy and rolls back what it did), SIGKILLs the recorded delegate's process group
--- only after checking in ``/proc`` that this process has the lock file open: pids are reused --
-and waits for the lock, at most :data:`DEL_WAIT` seconds; then it deletes from the delegate list
+with ContainerBusy and rolls back what it did), lets the running delegate finish for
+:data:`KILL_GRACE` seconds, then SIGKILLs the recorded delegate's process group -- only after
+checking in ``/proc`` that this process has the lock file open: pids are reused -- and waits
+for the lock, at most :data:`DEL_WAIT` seconds in all; then it deletes from the delegate list
 saved before the first delegate ran, as usual. If the lock is still held then: by a live ADD
 (its process has the file open) the DEL fails with code 11 and the runtime retries it; by nothing
 but a stray process (a delegate's daemonised child, say) the DEL goes on without it, logged, so
@@ -53,6 +54,10 @@ else:
 
 LOCKS_DIR = "locks"
 DEL_WAIT = 10.0  # seconds a DEL waits for a stopped ADD to roll back and let go
+# Seconds a DEL lets the ADD's running delegate finish before it SIGKILLs it: a plugin killed
+# half-way can leave what no DEL can find (host-local killed between creating a lease file and
+# writing the container ID into it leaves an empty lease: seen in 1 of 120 ADD+DEL races).
+KILL_GRACE = 2.0
 CHILD_FD = 3  # where delegates find the lock (4 when the parent's own fd is 3)
 _SLOT = 32  # bytes of "<holder pid> <delegate pgid>"
 _CANCELLED = b"C"
@@ -102,7 +107,8 @@ class ContainerLock:
         cls, cni_dir: str, container_id: str, *, log: Callable[[str, str], None], wait: float = DEL_WAIT
     ) -> ContainerLock:
         path = lock_path(cni_dir, container_id)
-        deadline = time.monotonic() + wait
+        now = time.monotonic()
+        deadline, kill_after = now + wait, now + min(KILL_GRACE, wait)
         warned = False
         while True:
             fd = _open(path, cni_dir, create=False)
@@ -115,7 +121,7 @@ class ContainerLock:
                 if not warned:
                     log("warning", f"container {container_id} is still being added; stopping that ADD")
                     warned = True
-                _stop_add(fd, identity)
+                _stop_add(fd, identity, kill=time.monotonic() >= kill_after)
                 if time.monotonic() >= deadline:
                     holder, _ = _read_slot(fd)
                     os.close(fd)
@@ -191,12 +197,15 @@ def _read_slot(fd: int) -> tuple[int, int]:
     return int(fields[0]), int(fields[1])
 
 
-def _stop_add(fd: int, identity: tuple[int, int]) -> None:
-    """Mark the ADD cancelled and SIGKILL its running delegate, if it still runs."""
+def _stop_add(fd: int, identity: tuple[int, int], *, kill: bool) -> None:
+    """Mark the ADD cancelled (it starts no further delegate); with ``kill``, SIGKILL its
+    running delegate's process group too."""
     try:
         os.pwrite(fd, _CANCELLED, _SLOT)
     except OSError:
-        pass  # the kill below still stops the ADD
+        pass  # the kill still stops the ADD
+    if not kill:
+        return
     _, pgid = _read_slot(fd)
     if pgid > 1 and _has_open(pgid, identity):
         try:

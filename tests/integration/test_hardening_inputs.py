@@ -26,10 +26,10 @@ def _cluster(sim: Node) -> Path:
     return sim.write_conf("10-cluster.conf", sim.bridge_conf("cluster", "10.88.0.0/24", gateway=True))
 
 
-def _pod_with_net1(sim: Node, **net1_keys: object) -> dict[str, object]:
+def _pod_with_net1(sim: Node) -> dict[str, object]:
     """The cluster network and one annotated bridge network ``net-a`` for pod default/web."""
     cluster = _cluster(sim)
-    sim.add_nad("net-a", sim.bridge_conf("net-a", "10.10.1.0/24", **net1_keys))
+    sim.add_nad("net-a", sim.bridge_conf("net-a", "10.10.1.0/24"))
     sim.add_pod("web", networks="net-a")
     return sim.multus_conf(clusterNetwork=str(cluster))
 
@@ -355,3 +355,31 @@ def test_read_only_cni_dir(sim: Node, pod_ns: Netns) -> None:
     assert str(sim.cni_dir) in str(added.json["msg"]), added
     assert set(pod_ns.links()) == {"lo"}
     assert sim.leases() == []
+
+
+def test_the_daemons_own_netns_is_refused_in_thick_mode(tmp_path: Path) -> None:
+    """The hostNetwork daemon runs the ADD: its own namespace is the host's."""
+    from tests.integration.test_shim_daemon import make_node
+    from tests.support.daemon import run_shim
+    from tests.support.netns import delete_host_link
+
+    node = make_node(tmp_path, 1)
+    node.daemon.start(wait="readyz")
+    try:
+        env = {
+            "CNI_CONTAINERID": unique_name("c"),
+            "CNI_NETNS": "/proc/self/ns/net",
+            "CNI_IFNAME": "eth0",
+            "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod",
+        }
+        code, result, err = run_shim(node.shim, "ADD", node.conf(), env=env)
+        assert code == 1 and result is not None, (result, err)
+        assert result["code"] == 4 and "host" in str(result["msg"]), result
+        assert node.leases() == []
+        assert not any(Path("/sys/class/net", bridge).exists() for bridge in node.bridges)
+        assert node.cache_files(env["CNI_CONTAINERID"]) == []
+    finally:
+        node.daemon.stop()
+        for bridge in node.bridges:
+            delete_host_link(bridge)
+        shutil.rmtree(os.path.dirname(node.daemon.socket_dir.rstrip("/")), ignore_errors=True)

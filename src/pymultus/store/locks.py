@@ -96,10 +96,10 @@ class ContainerLock:
                 )
             identity = _identity(fd)
             if _names(path, identity):
-                os.ftruncate(fd, 0)  # a killed holder's leftover content (a cancel mark) goes
-                lock = cls(path, fd, container_id, identity)
-                lock._write_slot(0)
-                return lock
+                # Overwrite a killed holder's leftovers, its cancel mark included (not with
+                # ftruncate: ext4 then flushes the file on close, ~0.3 ms on every ADD).
+                os.pwrite(fd, _slot(0) + b" ", 0)
+                return cls(path, fd, container_id, identity)
             os.close(fd)  # its holder removed it after we opened it: lock the new file
 
     @classmethod
@@ -186,7 +186,11 @@ class ContainerLock:
         self.release()
 
     def _write_slot(self, pgid: int) -> None:
-        os.pwrite(self.fd, f"{os.getpid()} {pgid}".ljust(_SLOT).encode("ascii"), 0)
+        os.pwrite(self.fd, _slot(pgid), 0)
+
+
+def _slot(pgid: int) -> bytes:
+    return f"{os.getpid()} {pgid}".ljust(_SLOT).encode("ascii")
 
 
 def _read_slot(fd: int) -> tuple[int, int]:

@@ -154,7 +154,7 @@ def _network_by_reference(
         if source is not None:
             nad = source.get_network_attachment(conf.multus_namespace, reference)
             if nad is not None:
-                network = _nad_network(nad, conf.multus_namespace, reference, conf.conf_dir)
+                network = nad_network(nad, conf.multus_namespace, reference, conf.conf_dir)
                 attachment = Attachment(name=f"{conf.multus_namespace}/{reference}", network=network)
                 _apply_resource_name(attachment, nad)
                 return attachment
@@ -215,13 +215,13 @@ def _from_nad(
         if on_missing_network is not None:
             on_missing_network("NoNetworkFound", message)
         raise NetworkNotFound(message, details=f"network {namespace}/{selection.name}")
-    network = _nad_network(nad, namespace, selection.name, conf.conf_dir)
+    network = nad_network(nad, namespace, selection.name, conf.conf_dir)
     attachment = Attachment(name=f"{namespace}/{selection.name}", network=network)
     _apply_resource_name(attachment, nad)
     return attachment
 
 
-def _nad_network(nad: KubeObject, namespace: str, name: str, conf_dir: str) -> netconf.NetworkConfig:
+def nad_network(nad: KubeObject, namespace: str, name: str, conf_dir: str) -> netconf.NetworkConfig:
     spec = nad.get("spec")
     config = spec.get("config") if isinstance(spec, dict) else None
     if isinstance(config, str) and config.strip():

@@ -13,7 +13,15 @@ import sys
 from collections.abc import Sequence
 
 # Module names under pymultus.cli, in the order --help lists them.
-SUBCOMMAND_MODULES = ("cnitool", "plugin_install", "daemon_cmd", "installer")
+SUBCOMMAND_MODULES = (
+    "cnitool",
+    "plugin_install",
+    "daemon_cmd",
+    "installer",
+    "status_cmd",
+    "doctor_cmd",
+    "validate_cmd",
+)
 # Which module registers each sub-command: only that one is imported to run it.
 SUBCOMMANDS = {
     "cni": "cnitool",
@@ -22,6 +30,9 @@ SUBCOMMANDS = {
     "healthcheck": "daemon_cmd",
     "install": "installer",
     "uninstall": "installer",
+    "status": "status_cmd",
+    "doctor": "doctor_cmd",
+    "validate": "validate_cmd",
 }
 
 

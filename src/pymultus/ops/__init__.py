@@ -1,0 +1,1 @@
+"""Operator tools: ``pymultus status``, ``doctor`` and ``validate`` (the logic; cli/ prints)."""

@@ -383,3 +383,14 @@ def test_the_daemons_own_netns_is_refused_in_thick_mode(tmp_path: Path) -> None:
         for bridge in node.bridges:
             delete_host_link(bridge)
         shutil.rmtree(os.path.dirname(node.daemon.socket_dir.rstrip("/")), ignore_errors=True)
+
+
+def test_a_fifo_in_place_of_the_events_file_does_not_hang_add(sim: Node, pod_ns: Netns) -> None:
+    conf = _pod_with_net1(sim)
+    (sim.manifests / "status").mkdir()
+    os.mkfifo(sim.manifests / "status" / "events.jsonl")
+    cid = unique_name("c")
+    added = sim.run("ADD", conf, container_id=cid, netns=pod_ns.path, pod=POD, timeout=60)
+    assert added.ok, added
+    assert sim.run("DEL", conf, container_id=cid, netns=pod_ns.path, pod=POD).ok
+    _assert_nothing_left(sim)

@@ -140,7 +140,9 @@ class ManifestPodSource:
             line = jsonio.dumpb(event) + b"\n"
             status_dir = os.path.join(self.directory, STATUS_DIR)
             os.makedirs(status_dir, mode=0o755, exist_ok=True)
-            fd = os.open(self.events_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # O_NONBLOCK: a FIFO put in the file's place must not hang the ADD (no effect on files).
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
+            fd = os.open(self.events_path, flags, 0o644)
             try:
                 os.write(fd, line)
             finally:

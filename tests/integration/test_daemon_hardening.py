@@ -301,21 +301,22 @@ def _nested(depth: int) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "code"),
     [
-        pytest.param(_nested(100_000), id="nested-array"),
-        pytest.param(b'{"env":' + _nested(100_000) + b"}", id="nested-env"),
+        pytest.param(_nested(100_000), 6, id="nested-array"),
+        pytest.param(b'{"env":' + _nested(100_000) + b"}", 6, id="nested-env"),
         pytest.param(
-            b'{"env":{"CNI_COMMAND":"ADD"},"interfaceAttributes":' + _nested(50_000) + b"}", id="attrs"
+            b'{"env":{"CNI_COMMAND":"ADD"},"interfaceAttributes":' + _nested(50_000) + b"}", 6, id="attrs"
         ),
+        pytest.param(b'{"env":{"CNI_COMMAND":"ADD"},"config":"\\u00e9"}', 6, id="non-ascii-config"),
     ],
 )
-def test_deeply_nested_json_is_a_decoding_error(node_factory, body: bytes) -> None:
+def test_malformed_bodies_get_400_with_their_cni_code(node_factory, body: bytes, code: int) -> None:
     node: Node = node_factory(1)
     for path in (wire.PATH_CNI, wire.PATH_DELEGATE):
         status, answer = node.daemon.request("POST", path, body)
         assert status == 400, answer[:300]
-        assert json.loads(answer)["code"] == 6, answer[:300]
+        assert json.loads(answer)["code"] == code, answer[:300]
     assert "Traceback" not in node.daemon.output()
 
 

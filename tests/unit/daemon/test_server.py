@@ -50,6 +50,11 @@ def test_request_round_trip() -> None:
         (b'{"env":{}}', InvalidEnvironment),
         (b'{"env":{"CNI_COMMAND":"ADD"},"config":"@@"}', DecodingError),
         (b'{"env":{"CNI_COMMAND":"ADD"},"config":"","interfaceAttributes":[]}', DecodingError),
+        (b'{"env":{"CNI_COMMAND":"ADD"},"config":"\\u00e9"}', DecodingError),  # non-ASCII base64
+        (b'{"env":{"CNI_COMMAND":"ADD","X":"a\\u0000b"}}', InvalidEnvironment),
+        (b'{"env":{"CNI_COMMAND":"ADD","A=B":"c"}}', InvalidEnvironment),
+        (b'{"env":{"CNI_COMMAND":"ADD","":"c"}}', InvalidEnvironment),
+        (b"[" * 100_000 + b"]" * 100_000, DecodingError),
     ],
 )
 def test_bad_bodies(body: bytes, error: type[Exception]) -> None:

@@ -17,6 +17,7 @@ from pymultus.errors import (
     IO_FAILURE,
     InvalidAnnotation,
     InvalidConfig,
+    MultusError,
 )
 from pymultus.kube.annotations import parse_networks
 from pymultus.kube.manifests import ManifestPodSource
@@ -257,3 +258,25 @@ def test_a_manifest_that_is_a_fifo_is_skipped_and_a_dev_zero_link_too(tmp_path: 
     os.mkfifo(tmp_path / "fifo.yaml")
     (tmp_path / "zero.yaml").symlink_to("/dev/zero")
     assert ManifestPodSource(str(tmp_path)).get_pod("default", "web", uid=None) is None
+
+
+# -- kubeconfig files ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["ca_file", "client_cert_file", "token_file"])
+def test_kubeconfig_files_that_are_devices_are_refused(key: str) -> None:
+    from pymultus.kube.auth import Credentials
+
+    credentials = Credentials("https://10.0.0.1:6443", **{key: "/dev/zero"})  # type: ignore[arg-type]
+    with pytest.raises(MultusError) as info:
+        credentials.ssl_context()
+        credentials.authorization()
+    assert "/dev/zero" in info.value.msg and "is a character device, not a regular file" in info.value.msg
+
+
+def test_kubeconfig_itself_must_be_a_regular_file(tmp_path: Path) -> None:
+    from pymultus.kube.auth import load_kubeconfig
+
+    os.mkfifo(tmp_path / "kubeconfig")
+    with pytest.raises(InvalidConfig, match="is a FIFO, not a regular file"):
+        load_kubeconfig(str(tmp_path / "kubeconfig"))

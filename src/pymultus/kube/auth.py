@@ -146,12 +146,17 @@ class Credentials:
             elif self.ca_data is not None:
                 ctx.load_verify_locations(cadata=self.ca_data.decode("ascii", "replace"))
             elif self.ca_file:
-                ctx.load_verify_locations(cafile=self.ca_file)
+                # Read here, bounded: OpenSSL would read a device or a FIFO named by a kubeconfig.
+                ctx.load_verify_locations(cadata=read_file(self.ca_file).decode("ascii", "replace"))
             else:
                 ctx.set_default_verify_paths()  # what ssl's load_default_certs does on Linux
             if self.client_cert_data is not None or self.client_key_data is not None:
                 _load_cert_chain_from_memory(ctx, self.client_cert_data, self.client_key_data)
             elif self.client_cert_file:
+                # OpenSSL loads these from paths only: refuse first what read_file refuses.
+                for path in (self.client_cert_file, self.client_key_file):
+                    if path:
+                        read_file(path)
                 ctx.load_cert_chain(self.client_cert_file, self.client_key_file or None)
         except (OSError, ValueError) as exc:  # SSLError is an OSError
             raise InvalidConfig(

@@ -10,6 +10,8 @@ Nothing is looked up: a NAD named by an annotation may live in the cluster.
 
 from __future__ import annotations
 
+import os
+
 from pymultus import fileio, jsonio
 from pymultus.errors import MultusError
 
@@ -104,7 +106,7 @@ def _check_cni_conf(report: FileReport, doc: dict[str, object]) -> None:
 
     plugins = doc.get("plugins")
     first = plugins[0] if isinstance(plugins, list) and plugins and isinstance(plugins[0], dict) else doc
-    name = str(doc.get("name") or first.get("name") or "-")
+    name = str(doc.get("name") or first.get("name") or os.path.basename(report.path))
     data = jsonio.dumpb(doc)
     try:
         if first.get("type") in OWN_TYPES:
@@ -118,7 +120,7 @@ def _check_cni_conf(report: FileReport, doc: dict[str, object]) -> None:
             report.checked.append(f"CNI conf {name}")
             netconf.load_bytes(data, source=report.path)
     except MultusError as exc:
-        report.problems.append(Problem(report.path, name, _field_of(exc.msg), exc.msg))
+        report.problems.append(Problem(report.path, name, _field_of(exc.msg, doc), exc.msg))
 
 
 def _check_object(report: FileReport, obj: Mapping[str, object]) -> None:
@@ -187,8 +189,18 @@ def _check_annotations(
             report.problems.append(Problem(report.path, label, f"{field}[{DEFAULT_NETWORK}]", exc.msg))
 
 
-def _field_of(message: str) -> str:
-    """The conf key a conf parser's message names (they quote it), else "-"."""
+def _field_of(message: str, doc: Mapping[str, object]) -> str:
+    """The conf key a parser's message names: the first double-quoted word (the conf parsers
+    quote keys that way), else a key of the document mentioned as a word, else "-"."""
     start = message.find('"')
     end = message.find('"', start + 1)
-    return message[start + 1 : end] if 0 <= start < end else "-"
+    if 0 <= start < end:
+        return message[start + 1 : end]
+    words = set(message.replace("'", " ").replace(",", " ").replace(":", " ").split())
+    plugins = doc.get("plugins")
+    keys = (
+        list(doc) + [key for p in plugins if isinstance(p, dict) for key in p]
+        if isinstance(plugins, list)
+        else list(doc)
+    )
+    return next((key for key in keys if key in words), "-")

@@ -33,8 +33,16 @@ DEADLINE = 10.0
 def _connect(path: str, timeout: float = 30.0) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX)
     sock.settimeout(timeout)
-    sock.connect(path)
-    return sock
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock.connect(path)
+            return sock
+        except BlockingIOError:  # the listen backlog is full for a moment: the daemon accepts soon
+            if time.monotonic() > deadline:
+                sock.close()
+                raise
+            time.sleep(0.01)
 
 
 def _read_all(sock: socket.socket) -> bytes:
@@ -188,6 +196,25 @@ def test_a_slow_client_is_cut_at_the_whole_request_deadline(node_factory) -> Non
     assert status == 408 and error["code"] == 11
     assert "not complete" in str(error["msg"])
     assert node.daemon.request("GET", wire.PATH_HEALTHZ) == (200, b"ok\n")
+
+
+def test_connections_beyond_the_cap_get_503_and_the_daemon_recovers(node_factory) -> None:
+    """connectionLimit 1 + requestQueueLimit 1 + 256 = 258 connections at most."""
+    node: Node = node_factory(1, connectionLimit=1, requestQueueLimit=1)
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(258):
+            idle.append(_connect(node.daemon.socket_path))
+            idle[-1].sendall(b"GET /healthz HTTP/1.1\r\n")  # and never the rest
+        # The daemon accepts connections in order: this one is the 259th.
+        status, error = _status_and_error(
+            _exchange(node.daemon.socket_path, b"GET /healthz HTTP/1.1\r\n\r\n")
+        )
+        assert status == 503 and error["code"] == 11, error
+    finally:
+        for sock in idle:
+            sock.close()
+    _wait(lambda: node.daemon.request("GET", wire.PATH_HEALTHZ) == (200, b"ok\n"), "the daemon to recover")
 
 
 def _gated_node(node_factory) -> tuple[Node, Path]:

@@ -21,7 +21,7 @@ from pymultus.daemon.http1 import Request, Response
 from pymultus.daemon.metrics import NullMetrics
 from pymultus.errors import INTERNAL, MultusError
 
-log = logging.getLogger("pymultus.daemon.server")
+log = logging.getLogger("pymultus.daemon.workers")
 
 # What a route returns for CNI work: a callable that a worker runs for the Response.
 Work = Callable[[], Response]

@@ -175,6 +175,32 @@ def remove_durably(path: str) -> bool:
     return True
 
 
+def remove_orphaned_temps(directory: str) -> int:
+    """Remove the temp files ``write_atomically`` left in ``directory`` when its process was
+    killed mid-write (``.<name>.<pid>.<thread>.tmp`` whose pid no longer exists); returns how
+    many. A live pid's temp file is kept: it may still be written (or the pid was reused).
+    Costs a directory listing: call it only when a writer is known to have been killed."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        if not (name.startswith(".") and name.endswith(".tmp")):
+            continue
+        parts = name[: -len(".tmp")].rsplit(".", 2)
+        if len(parts) != 3 or not (parts[1].isdigit() and parts[2].isdigit()):
+            continue
+        if os.path.exists(f"/proc/{parts[1]}"):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            continue
+        removed += 1
+    return removed
+
+
 def _unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)

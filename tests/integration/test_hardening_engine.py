@@ -471,3 +471,23 @@ def test_thick_repeated_add_is_refused_and_one_del_removes_everything(thick, tmp
         code, result, err = run_shim(node.shim, "DEL", node.conf(), env=env)
         assert code == 0, (result, err)
         assert links(ns) == set() and node.leases() == [] and node.cache_files(cid) == []
+
+
+def test_thin_del_after_multus_was_killed_mid_write_removes_the_temp_files(sim: Node, pod_ns: Netns) -> None:
+    """kill -9 can hit ``multus`` between a cache's temp file and its rename; the lock file it
+    leaves tells the next DEL to remove temp files whose writer is gone."""
+    conf = _two_network_pod(sim)
+    cid = unique_name("c")
+    assert sim.run("ADD", conf, container_id=cid, netns=pod_ns.path, pod=("default", "web")).ok
+    lock = sim.cni_dir / "locks" / cid
+    lock.write_text("999999 0".ljust(32))  # what a killed holder leaves
+    orphans = [
+        sim.cni_dir / f".{cid}.999999.1.tmp",
+        sim.cni_dir / "results" / f".beta-{cid}-net2.999999.1.tmp",
+    ]
+    for orphan in orphans:
+        orphan.write_text("{")
+    deleted = sim.run("DEL", conf, container_id=cid, netns=pod_ns.path, pod=("default", "web"))
+    assert deleted.ok, deleted
+    assert links(pod_ns) == set()
+    assert leftovers(sim) == ([], [], [])

@@ -106,7 +106,21 @@ class Call:
                 self._lock = ContainerLock.for_del(cni_dir, container_id, log=self.log)
             else:
                 self._lock = ContainerLock.for_add(cni_dir, container_id)
+            if self._lock.recovered:
+                self._remove_orphaned_temps()
         return self._lock
+
+    def _remove_orphaned_temps(self) -> None:
+        """A killed ADD or DEL may have died in the middle of a cache write."""
+        import os
+
+        from pymultus.cni.cache import RESULTS_DIR
+        from pymultus.fileio import remove_orphaned_temps
+
+        cni_dir = self.conf.cni_dir
+        removed = remove_orphaned_temps(cni_dir) + remove_orphaned_temps(os.path.join(cni_dir, RESULTS_DIR))
+        if removed:
+            self.log("info", f"removed {removed} temp file(s) of cache writes a killed process left")
 
     def close(self) -> None:
         """Release what the call holds (the container lock); idempotent."""

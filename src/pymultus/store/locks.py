@@ -72,13 +72,16 @@ def lock_path(cni_dir: str, container_id: str) -> str:
 class ContainerLock:
     """A held container lock; also the ``SpawnGuard`` of ``pymultus.cni.invoke`` for delegates."""
 
-    __slots__ = ("_identity", "container_id", "fd", "killable", "path")
+    __slots__ = ("_identity", "container_id", "fd", "killable", "path", "recovered")
 
     def __init__(self, path: str, fd: int, container_id: str, identity: tuple[int, int]) -> None:
         self.path = path
         self.fd = fd  # -1: not held (a DEL that goes on without it)
         self.container_id = container_id
         self.killable = False  # True while ADD delegates run: a DEL may SIGKILL them
+        # The file was left by a holder that was killed (every other holder unlinks it): its
+        # interrupted writes may have left temp files (fileio.remove_orphaned_temps).
+        self.recovered = fd >= 0 and os.fstat(fd).st_size > 0
         self._identity = identity
 
     # -- taking it ---------------------------------------------------------------------------
@@ -96,10 +99,11 @@ class ContainerLock:
                 )
             identity = _identity(fd)
             if _names(path, identity):
+                lock = cls(path, fd, container_id, identity)
                 # Overwrite a killed holder's leftovers, its cancel mark included (not with
                 # ftruncate: ext4 then flushes the file on close, ~0.3 ms on every ADD).
                 os.pwrite(fd, _slot(0) + b" ", 0)
-                return cls(path, fd, container_id, identity)
+                return lock
             os.close(fd)  # its holder removed it after we opened it: lock the new file
 
     @classmethod
@@ -134,7 +138,9 @@ class ContainerLock:
                     return cls(path, -1, container_id, (0, 0))
                 time.sleep(_POLL)
             if _names(path, identity):
-                return cls(path, fd, container_id, identity)
+                lock = cls(path, fd, container_id, identity)
+                os.pwrite(fd, _slot(0), 0)  # the holder, for a DEL that comes while this one runs
+                return lock
             os.close(fd)  # its holder removed it after we opened it: lock the new file
 
     # -- the SpawnGuard of pymultus.cni.invoke -------------------------------------------------

@@ -157,3 +157,24 @@ def test_a_cancelled_add_starts_no_more_delegates(tmp_path: Path) -> None:
     lock.killable = False  # a rollback's delegates still run
     assert executor.run("/bin/true", {}, b"") == b""
     lock.release()
+
+
+def test_a_killed_holders_lock_marks_the_next_one_recovered_and_its_temps_can_go(tmp_path: Path) -> None:
+    from pymultus.fileio import remove_orphaned_temps
+
+    killed = ContainerLock.for_add(str(tmp_path), CID)
+    _orphan(killed)  # kill -9: the file stays, with content
+    dead = tmp_path / f".{CID}.999999.140000.tmp"  # pid 999999 > pid_max: its writer is gone
+    live = tmp_path / f".other.{os.getpid()}.140000.tmp"  # a write still in progress
+    unrelated = tmp_path / ".not-a-temp.tmp"
+    for path in (dead, live, unrelated):
+        path.write_text("partial")
+    _, log = _log()
+    taken = ContainerLock.for_del(str(tmp_path), CID, log=log)  # type: ignore[arg-type]
+    assert taken.recovered
+    assert remove_orphaned_temps(str(tmp_path)) == 1
+    assert not dead.exists() and live.exists() and unrelated.exists()
+    taken.release()
+    fresh = ContainerLock.for_add(str(tmp_path), CID)
+    assert not fresh.recovered  # released normally: the file was removed, a new one is empty
+    fresh.release()

@@ -105,7 +105,7 @@ def test_bounded_workers_and_queue(sock_dir: str) -> None:
             time.sleep(0.01)
         assert sorted(status for status, _ in answers) == [503, 503, 503]
         assert all(json.loads(body)["code"] == 11 for _, body in answers)
-        # Probes are answered by the I/O threads while all workers are busy.
+        # Probes are answered by the event loop while all workers are busy.
         assert wire.http_request(server.socket_path, "GET", "/healthz") == (200, b"ok")
         assert server.stats.in_flight == 2 and server.queued() == 3
         release.set()
@@ -320,16 +320,7 @@ def test_queued_work_of_a_departed_client_is_not_run(sock_dir: str) -> None:
 
 def test_bodies_held_at_once_are_bounded(sock_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(server_module, "BODY_BUDGET", 100)
-    server = UnixHttpServer(
-        os.path.join(sock_dir, "s.sock"),
-        _slow_router(threading.Event(), []),  # type: ignore[arg-type]
-        workers=1,
-        queue_limit=1,
-    )
-    server.start()
-    try:
+    with _serving(sock_dir, workers=1, queue_limit=1) as server:
         status, body = wire.http_request(server.socket_path, "POST", "/cni", b"x" * 101)
         assert status == 503 and json.loads(body)["code"] == 11
         assert wire.http_request(server.socket_path, "POST", "/x", b"x" * 100) == (200, b"ok")
-    finally:
-        server.close()

@@ -38,6 +38,7 @@ from tests.support.node import Node
 PMTEST = Path(__file__).resolve().parents[1] / "support" / "plugins" / "pmtest"
 NODE_NAME = "node1"
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
+NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
 # Everything containerd 1.6 can put in runtimeConfig when the conf declares it.
 CRI_CAPABILITIES = {
     "portMappings": True,
@@ -241,6 +242,15 @@ class CriRig:
                 pod.namespace, pod.name, annotations=annotations, node_name=NODE_NAME, uid=pod.uid
             )
         return pod
+
+    def network_status(self, pod: PodSpec) -> list[dict[str, object]]:
+        """The pod's decoded network-status annotation, as pymultus wrote it."""
+        if self.api is None:
+            return self.node.network_status(pod.name, namespace=pod.namespace)
+        obj = self.api.get_pod(pod.namespace, pod.name)
+        assert obj is not None
+        annotations = obj["metadata"]["annotations"]  # type: ignore[index]
+        return json.loads(annotations[NETWORK_STATUS])  # type: ignore[no-any-return]
 
     def run(self, pod: PodSpec) -> Sandbox:
         assert self.cri is not None

@@ -34,6 +34,11 @@ def test_sandboxes_get_every_network_and_reach_each_other_over_each(rig: CriRig)
         for index, nad in enumerate(nads, start=1):
             (address,) = sandbox.ipv4(f"net{index}")
             assert in_subnet(address, rig.subnets[nad]), (nad, address)
+        # The pod's network-status (API or manifest) says the same.
+        status = rig.network_status(sandbox.pod)
+        assert [entry["interface"] for entry in status] == ["eth0", "net1", "net2"]
+        assert status[0]["ips"] == [sandbox.ip] and status[0]["default"] is True
+        assert [entry["name"] for entry in status[1:]] == [f"{rig.namespace}/{nad}" for nad in nads]
     first, second = sandboxes
     assert first.ping(second.ip)
     for index in (1, 2):

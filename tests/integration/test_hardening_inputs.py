@@ -394,3 +394,18 @@ def test_a_fifo_in_place_of_the_events_file_does_not_hang_add(sim: Node, pod_ns:
     assert added.ok, added
     assert sim.run("DEL", conf, container_id=cid, netns=pod_ns.path, pod=POD).ok
     _assert_nothing_left(sim)
+
+
+def test_a_bad_item_in_the_delegate_list_is_recovered_from_its_result_cache(sim: Node, pod_ns: Netns) -> None:
+    conf = _pod_with_net1(sim)
+    cid = unique_name("c")
+    assert sim.run("ADD", conf, container_id=cid, netns=pod_ns.path, pod=POD).ok
+    record = json.loads((sim.cni_dir / cid).read_text())
+    [item] = [item for item in record["delegates"] if item["ifname"] == "net1"]
+    item["conf"] = {"cniVersion": "1.0.0", "name": "net-a"}  # no plugin type: unusable
+    (sim.cni_dir / cid).write_text(json.dumps(record))
+
+    deleted = sim.run("DEL", conf, container_id=cid, netns=pod_ns.path, pod=POD)
+    assert deleted.ok, deleted
+    assert set(pod_ns.links()) == {"lo"}
+    _assert_nothing_left(sim)

@@ -30,6 +30,9 @@ class MultusError(Exception):
     """
 
     code: int = INTERNAL
+    # Set once the engine has written this failure's log line, so an entry point that logs
+    # its own failures (the daemon) does not write it twice.
+    logged: bool = False
 
     def __init__(self, msg: str, *, details: str = "", code: int | None = None) -> None:
         super().__init__(msg)

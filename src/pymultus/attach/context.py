@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pymultus import logfmt
 from pymultus.attach.model import PodRef
 from pymultus.cni.chain import CNIConfig
 from pymultus.cni.spec import DEL
@@ -11,6 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from pymultus.attach.model import Attachment
     from pymultus.attach.ports import KubeObject, NetnsOps, PodSource
     from pymultus.cni.invoke import PluginExecutor
     from pymultus.cni.request import CniRequest
@@ -50,6 +52,7 @@ class Deps:
         "device_info_dir",
         "executor",
         "log",
+        "log_level",
         "netns",
         "placeholder_for_missing_pod",
         "pods",
@@ -66,6 +69,7 @@ class Deps:
         wait_readiness: bool = True,
         placeholder_for_missing_pod: bool = True,
         log: LogFn | None = None,
+        log_level: str = "",
         device_allocator: Callable[[PodRef], DeviceAllocator] | None = None,
         device_info_dir: str = "/var/run/k8s.cni.cncf.io",
     ) -> None:
@@ -76,6 +80,9 @@ class Deps:
         self.wait_readiness = wait_readiness
         self.placeholder_for_missing_pod = placeholder_for_missing_pod
         self.log = log or _no_log
+        # The configured level, so the engine builds no line the sink would drop; without one
+        # every line goes to ``log``, which filters itself (the daemon's logging).
+        self.log_level = logfmt.threshold(log_level) if log_level else 3 if log else 0
         self.device_allocator = device_allocator or _kubelet_devices
         self.device_info_dir = device_info_dir
 
@@ -83,7 +90,7 @@ class Deps:
 class Call:
     """One CNI request being served."""
 
-    __slots__ = ("_lock", "_pod", "_pod_loaded", "conf", "deps", "pod_ref", "request")
+    __slots__ = ("_lock", "_pod", "_pod_loaded", "conf", "deps", "pod_ref", "request", "step")
 
     def __init__(self, request: CniRequest, conf: MultusConf, deps: Deps) -> None:
         self.request = request
@@ -93,6 +100,8 @@ class Call:
         self._pod: KubeObject | None = None
         self._pod_loaded = False
         self._lock: ContainerLock | None = None
+        # The attachment being added or deleted: log lines and the failure line name it.
+        self.step: Attachment | None = None
 
     def lock_container(self) -> ContainerLock:
         """Take the container's lock (``pymultus.store.locks``) for the rest of this call: ADD
@@ -133,8 +142,26 @@ class Call:
         """How messages name what is being attached: the pod, or the bare container."""
         return f"pod {self.pod_ref}" if self.pod_ref.known else f"container {self.request.container_id}"
 
-    def log(self, level: str, message: str) -> None:
-        self.deps.log(level, f"[{self.pod_ref} {self.request.container_id} {self.request.command}] {message}")
+    def logs(self, level: str) -> bool:
+        """Whether a line of ``level`` is written: call sites whose fields cost something to
+        build (verbose, debug) ask first, so a level that is off costs nothing."""
+        return logfmt.enabled(level, self.deps.log_level)
+
+    def log(self, level: str, message: str, **fields: object) -> None:
+        """One logfmt line (``pymultus.logfmt``) naming the pod, container, command and the
+        attachment in progress, then ``fields``."""
+        if not logfmt.enabled(level, self.deps.log_level):
+            return
+        pairs: list[tuple[str, object]] = [
+            ("pod", str(self.pod_ref) if self.pod_ref.known else ""),
+            ("containerID", self.request.container_id[: logfmt.SHORT_ID]),
+            ("command", self.request.command),
+        ]
+        step = self.step
+        if step is not None and "network" not in fields:
+            pairs += [("network", step.name), ("ifname", step.ifname)]
+        pairs.extend(fields.items())
+        self.deps.log(level, logfmt.fragment(message, pairs))
 
     def wait_for_default_network(self) -> None:
         if self.deps.wait_readiness and self.conf.readiness_indicator_file:

@@ -11,7 +11,7 @@ from pymultus.attach.context import Call, Deps
 from pymultus.attach.model import Attachment
 from pymultus.attach.runtime import runtime_conf
 from pymultus.cni import netconf, spec
-from pymultus.errors import InvalidEnvironment
+from pymultus.errors import InvalidEnvironment, MultusError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,7 +26,31 @@ __all__ = ["Deps", "handle", "handle_delegate"]
 def handle(request: CniRequest, config: MultusConf, deps: Deps) -> dict[str, object] | None:
     """Run ``request.command`` for one pod; returns what to print (ADD only), else None."""
     call = Call(request, config, deps)
-    command = request.command
+    # One line per command: at verbose when done, at error when failed (attach.trace).
+    started = 0.0
+    if call.logs("verbose"):
+        from pymultus.attach.trace import now
+
+        started = now()
+    try:
+        result = _handle(call)
+    except Exception as exc:
+        if call.logs("error"):
+            from pymultus.attach.trace import command_failed
+
+            command_failed(call, exc, started)
+            if isinstance(exc, MultusError):
+                exc.logged = True
+        raise
+    if started:
+        from pymultus.attach.trace import command_done
+
+        command_done(call, started)
+    return result
+
+
+def _handle(call: Call) -> dict[str, object] | None:
+    command = call.request.command
     if command == spec.ADD:
         from pymultus.attach.add import add
 

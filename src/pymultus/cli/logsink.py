@@ -1,8 +1,8 @@
-"""A tiny logger for the CNI executables: the ``logging`` package costs start-up time.
+"""The CNI executables' log sink: logfmt lines (``pymultus.logfmt``) to ``logFile`` and/or stderr.
 
-Levels follow Go Multus (``panic`` < ``error`` < ``verbose`` < ``debug``); a line is written
-when its level is at or below the configured one. Warnings show from ``error`` up, because they
-report things an operator must fix (e.g. an undeclared capability).
+The ``logging`` package costs start-up time, so this is a plain function. Levels follow Go Multus
+(``panic`` < ``error`` < ``verbose`` < ``debug``, see ``pymultus.logfmt``); the engine asks
+``Deps.log_level`` before it builds a line, so a level that is off costs nothing here either.
 
 ``logFile`` is rotated like Go Multus's lumberjack settings (``logOptions``): past ``maxSize``
 MB the file becomes ``<file>.1`` (older ones shift up to ``maxBackups``, gzip-compressed when
@@ -16,14 +16,14 @@ import os
 import sys
 import time
 
+from pymultus import logfmt
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from pymultus.config.multus import LogOptions
 
-_CONFIGURED = {"panic": 0, "error": 1, "verbose": 2, "debug": 3}
-_MESSAGE = {"panic": 0, "error": 1, "warning": 1, "info": 2, "verbose": 2, "debug": 3}
 _MB = 1024 * 1024
 _DAY = 86400.0
 
@@ -31,13 +31,12 @@ _DAY = 86400.0
 def make_logger(
     *, level: str, log_file: str, to_stderr: bool, component: str, options: LogOptions | None = None
 ) -> Callable[[str, str], None]:
-    threshold = _CONFIGURED.get(level, 0)
+    configured = logfmt.threshold(level)
 
     def log(message_level: str, message: str) -> None:
-        if _MESSAGE.get(message_level, 1) > threshold:
+        if not logfmt.enabled(message_level, configured):
             return
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        line = f"{stamp} [{message_level}] {component}[{os.getpid()}]: {message}\n"
+        line = logfmt.line(message_level, component, os.getpid(), message, time.time())
         if to_stderr:
             sys.stderr.write(line)
         if log_file:

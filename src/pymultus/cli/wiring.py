@@ -51,6 +51,7 @@ def build_deps(
         base_env=env,
         placeholder_for_missing_pod=placeholder,
         log=log,
+        log_level=conf.log_level,
     )
 
 

@@ -89,6 +89,7 @@ class CniService:
             base_env=env,
             wait_readiness=True,
             log=_engine_log,
+            log_level=self.config.log_level,
         )
 
     # -- /cni --------------------------------------------------------------------------------
@@ -109,7 +110,8 @@ class CniService:
         except MultusError as exc:
             code = exc.code
             with logs.request_context(command, wire.pod_of(env), env.get("CNI_CONTAINERID", "")):
-                log.error("%s failed with code %d: %s%s", command, exc.code, exc.msg, _details(exc))
+                if not exc.logged:  # the engine's failure line already names pod and network
+                    log.error("%s failed with code %d: %s%s", command, exc.code, exc.msg, _details(exc))
             headers = ((wire.NOT_READY_HEADER, "1"),) if isinstance(exc, _NotReady) else ()
             return Response(400, jsonio.dumpb(exc.to_cni_error(version)), headers=headers)
         except Exception as exc:

@@ -123,7 +123,7 @@ class ContainerLock:
             identity = _identity(fd)
             while not _try_lock(fd):
                 if not warned:
-                    log("warning", f"container {container_id} is still being added; stopping that ADD")
+                    log("warning", f"container {container_id} is busy; waiting (stopping its ADD)")
                     warned = True
                 _stop_add(fd, identity, kill=time.monotonic() >= kill_after)
                 if time.monotonic() >= deadline:
@@ -225,11 +225,11 @@ def _stop_add(fd: int, identity: tuple[int, int], *, kill: bool) -> None:
 
 
 def _give_up(holder: int, identity: tuple[int, int], container_id: str, path: str, wait: float) -> None:
-    """After the wait: ContainerBusy when a live pymultus ADD still holds the lock."""
+    """After the wait: ContainerBusy when a live pymultus ADD or DEL still holds the lock."""
     if holder == os.getpid() or (holder > 0 and _has_open(holder, identity)):
         raise ContainerBusy(
-            f"an ADD of container {container_id} (process {holder}) did not stop within {wait:g} s; "
-            "try the DEL again later",
+            f"an ADD or DEL of container {container_id} (process {holder}) still runs after "
+            f"{wait:g} s; try the DEL again later",
             details=f"lock={path}",
         )
 

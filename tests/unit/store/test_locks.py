@@ -56,7 +56,7 @@ def test_del_kills_an_orphaned_add_delegate_then_takes_the_lock(tmp_path: Path) 
     taken = ContainerLock.for_del(str(tmp_path), CID, log=log)  # type: ignore[arg-type]
     assert delegate.wait(timeout=10) == -9
     assert taken.fd >= 0 and time.monotonic() - started < 10
-    assert any("stopping that ADD" in line for line in lines)
+    assert any("stopping its ADD" in line for line in lines)
     taken.release()
     assert not Path(taken.path).exists()
 

@@ -21,6 +21,20 @@ REQUIRED_ENV: dict[str, tuple[str, ...]] = {
 }
 
 
+_VARIABLES = ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH")
+
+
+def _check_value(name: str, value: str) -> None:
+    """A value a delegate can be given in its environment. A real process environment cannot
+    hold anything else, but the thick daemon's ``/cni`` body is JSON and can."""
+    if "\x00" in value:
+        raise InvalidEnvironment(f"{name} contains a NUL character")
+    try:
+        value.encode("utf-8", "surrogateescape")  # what os.fsencode does for execve
+    except UnicodeEncodeError:
+        raise InvalidEnvironment(f"{name} contains a lone surrogate, which is not valid text") from None
+
+
 def parse_cni_args(raw: str) -> list[tuple[str, str]]:
     """``K=V;K=V`` as pairs, in order. Empty segments (a trailing ``;``) are ignored."""
     pairs: list[tuple[str, str]] = []
@@ -84,6 +98,8 @@ class CniRequest:
                 f"required environment variable{'s' if len(missing) > 1 else ''} "
                 f"{', '.join(missing)} missing for {command}"
             )
+        for name in _VARIABLES:
+            _check_value(name, env.get(name, ""))
         container_id = env.get("CNI_CONTAINERID", "")
         if container_id:
             spec.validate_container_id(container_id)

@@ -485,7 +485,11 @@ def _is_label_body(text: str) -> bool:
 
 def _ifname_problem(text: str) -> str | None:
     """The CNI interface-name rules (libcni ``ValidateInterfaceName``), or None."""
-    if len(text.encode("utf-8")) > 15:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a "\ud800" JSON escape
+        return "is not valid Unicode text"
+    if size > 15:
         return "is longer than 15 bytes"
     if text in (".", ".."):
         return 'is not a valid interface name ("." and ".." are reserved)'
@@ -516,7 +520,9 @@ def _ip_or_cidr_problem(text: str) -> str | None:
     if not prefix.isascii() or not prefix.isdigit() or _ip_problem(address):
         return "is not an IP address or CIDR"
     limit = 128 if ":" in address else 32
-    if int(prefix) > limit:
+    # int() refuses strings of more than 4300 digits (ValueError); no prefix needs more than 3.
+    digits = prefix.lstrip("0") or "0"
+    if len(digits) > 3 or int(digits) > limit:
         return f"has a prefix length above {limit}"
     return None
 

@@ -32,7 +32,10 @@ protocol), so a file is left only by a holder that was killed, and the next DEL 
 
 The file's content, written with ``pwrite`` and never synced (it matters only while the
 processes live): bytes 0-31 ``"<holder pid> <delegate pgid>"`` space-padded, byte 32 ``C`` once
-a DEL cancelled the ADD. Cost per ADD or DEL: about ten system calls, ~50 us (BENCHMARKS.md).
+a DEL cancelled the ADD. Cost, medians of 200 calls on ext4 here: ~40 us per ADD (take, one
+delegate bracketed, unlink, release), ~30 us per DEL, ~20 us more per delegate started (the
+extra dup2 and two pwrites); importing this module ~0.3 ms. (An ``ftruncate`` to clear the file
+made ext4 flush it on close: 0.34 ms per ADD; one ``pwrite`` over it does the same job.)
 """
 
 from __future__ import annotations

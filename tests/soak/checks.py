@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from tests.support.netns import ip
 EXAMPLES_PER_KIND = 3
 FD_SLACK = 64  # daemon fds may grow this much over the first sample before it counts as a leak
 RSS_SLACK_KIB = 100 * 1024  # likewise for the daemon's resident memory
+OWN_DIRS = ("results", "locks")  # subdirectories of cniDir that stay (empty) after every DEL
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Tally:
     examples: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     daemon: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # mode: (fds, rss KiB)
     seconds: Counter[str] = field(default_factory=Counter)
+    fault_seconds: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def violation(self, mode: str, kind: str, fault: str, detail: str) -> None:
         self.violations[(mode, kind)] += 1
@@ -62,6 +65,7 @@ class Tally:
             "examples": {"/".join(k): v for k, v in self.examples.items()},
             "daemon": {mode: daemon_figures(samples) for mode, samples in self.daemon.items()},
             "seconds": dict(self.seconds),
+            "faultSeconds": {"/".join(k): round(v, 1) for k, v in sorted(self.fault_seconds.items())},
         }
 
 
@@ -129,11 +133,27 @@ def host_links(bridges: list[str], parent: str) -> list[str]:
     ]
 
 
+def netns_exists(netns: str) -> bool:
+    return Path("/var/run/netns", netns).exists()
+
+
 def netns_links(netns: str) -> list[str]:
-    if not Path("/var/run/netns", netns).exists():
+    if not netns_exists(netns):
         return []
     links = json.loads(ip("-j", "link", "show", netns=netns) or "[]")
     return sorted(str(link["ifname"]) for link in links if link["ifname"] != "lo")
+
+
+def cache_entries(cni_dir: Path) -> list[str]:
+    """Everything under the private cniDir but its own subdirectories: delegate lists, result
+    caches, lock and temp files, and a directory, FIFO or symlink in a cache file's place."""
+    found = []
+    for root, dirs, files in os.walk(cni_dir):
+        found.extend(os.path.join(root, name) for name in files)
+        found.extend(
+            os.path.join(root, name) for name in dirs if not (root == str(cni_dir) and name in OWN_DIRS)
+        )
+    return sorted(found)
 
 
 def remove_files(paths: list[str]) -> None:
@@ -141,7 +161,7 @@ def remove_files(paths: list[str]) -> None:
         try:
             os.unlink(path)
         except IsADirectoryError:
-            os.rmdir(path)
+            shutil.rmtree(path, ignore_errors=True)
         except FileNotFoundError:
             pass
 

@@ -16,7 +16,8 @@ from tests.soak.rig import NAMESPACE, Outcome, Rig
 DEL_ATTEMPTS = 5  # a runtime retries a failed DEL; after this many the pod counts as stuck
 DEL_RETRY_PAUSE = 0.2
 SETTLE = 5.0  # seconds a delegate still running after the final DEL may take to go away
-SLOW_DELEGATE = 1.5  # the kill-mid-add delegate sleeps this long before running bridge
+HOST_SETTLE = 3.0  # seconds the kernel may take to remove the host veths of a deleted netns
+SLOW_DELEGATE = 0.8  # a slow delegate (under the rig's delegate timeout) to interrupt mid-ADD
 HANG = 30  # far beyond the delegate timeout
 ATTACHED = ["eth0", "net1", "net2"]
 
@@ -32,10 +33,14 @@ FAULTS_BOTH = [
     "netns-gone-before-del",
     "corrupt-delegate-list",
     "corrupt-result-cache",
+    "hostile-cache-file",
     "repeated-add",
     "repeated-del",
+    "kill-mid-del",
+    "del-during-add",
+    "uid-mismatch",
 ]
-FAULTS_THICK = ["daemon-kill-between", "daemon-kill-during-add"]
+FAULTS_THICK = ["daemon-kill-between", "daemon-kill-during-add", "daemon-kill-during-del"]
 
 
 def faults_for(mode: str) -> list[str]:
@@ -50,12 +55,14 @@ class Cycle:
         self.tally = tally
         self.fault = "none"
         self.deleted = False  # a fault that ran the DEL itself sets it
+        self.note = ""  # what exactly the fault did, for the violation's detail
         self.pod, self.uid, self.cid, self.netns = rig.new_pod(index)
 
     def run(self, fault: str) -> None:
         self.fault = fault
         self.tally.cycles[self.mode] += 1
         self.tally.faults[(self.mode, fault)] += 1
+        started = time.monotonic()
         try:
             getattr(self, "_" + fault.replace("-", "_"))()
             if not self.deleted:
@@ -64,7 +71,11 @@ class Cycle:
         finally:
             self.rig.clear_delegate_action(self.cid)
             self.rig.drop_netns(self.netns)
+            # The kernel removes a deleted netns's veth peers in the background: let them go
+            # before the next cycle looks at the host.
+            self.host_links_after(SETTLE)
             self.rig.api.delete_pod(NAMESPACE, self.pod)
+            self.tally.fault_seconds[(self.mode, fault)] += time.monotonic() - started
 
     # -- calls --------------------------------------------------------------------------------
 
@@ -96,7 +107,8 @@ class Cycle:
         return outcome
 
     def violate(self, kind: str, detail: str) -> None:
-        self.tally.violation(self.mode, kind, self.fault, f"{self.cid}: {detail}")
+        note = f" ({self.note})" if self.note else ""
+        self.tally.violation(self.mode, kind, self.fault, f"{self.cid}{note}: {detail}")
 
     # -- checks ---------------------------------------------------------------------------------
 
@@ -118,7 +130,7 @@ class Cycle:
         links = checks.netns_links(self.netns)
         if links:
             self.violate("links-in-netns", f"{links} left in the pod netns after DEL")
-        host = checks.host_links(self.rig.node.bridges, self.rig.parent)
+        host = self.host_links_after(HOST_SETTLE if not checks.netns_exists(self.netns) else 0.0)
         if host:
             self.violate("links-on-host", f"{host} left on the host after DEL")
             for name in host:
@@ -127,11 +139,20 @@ class Cycle:
         if leases:
             self.violate("leases-left", f"{[os.path.relpath(p, self.rig.root) for p in leases]}")
             checks.remove_files(leases)
-        caches = self.rig.node.cache_files()
+        caches = checks.cache_entries(self.rig.node.cni_dir)
         if caches:
             self.violate("cache-files-left", f"{[os.path.relpath(p, self.rig.root) for p in caches]}")
             checks.remove_files(caches)
         self.sample_daemon()
+
+    def host_links_after(self, patience: float) -> list[str]:
+        """The soak's links on the host, waiting up to ``patience`` s for them to go."""
+        deadline = time.monotonic() + patience
+        links = checks.host_links(self.rig.node.bridges, self.rig.parent)
+        while links and time.monotonic() < deadline:
+            time.sleep(0.05)
+            links = checks.host_links(self.rig.node.bridges, self.rig.parent)
+        return links
 
     def wait_for_processes(self) -> list[int]:
         deadline = time.monotonic() + SETTLE
@@ -168,22 +189,71 @@ class Cycle:
         """containerd's CNI timeout: SIGKILL of the plugin process only, then DEL at once."""
         self.rig.set_delegate_action(self.cid, f"sleep {SLOW_DELEGATE}")
         proc = self.rig.launch("ADD", self.pod, self.uid, self.cid, self.netns)
-        time.sleep(self.rng.uniform(0.05, SLOW_DELEGATE - 0.1))
+        delay = self.rng.uniform(0.02, SLOW_DELEGATE + 0.1)  # before, during or after net1
+        self.note = f"multus killed {delay:.2f} s into the ADD"
+        time.sleep(delay)
         proc.kill()
         self.record_add(self.rig.finish(proc))
 
-    def _daemon_kill_during_add(self) -> None:
-        self.rig.set_delegate_action(self.cid, f"sleep {self.rng.choice([0, SLOW_DELEGATE])}")
+    def _kill_mid_del(self) -> None:
+        """The runtime's timeout hits a DEL: SIGKILL, then the DEL is retried."""
+        self.check_after_add(self.add())
+        proc = self.rig.launch("DEL", self.pod, self.uid, self.cid, self.netns)
+        delay = self.rng.uniform(0.0, 0.2)
+        self.note = f"killed {delay:.2f} s into the DEL"
+        time.sleep(delay)
+        proc.kill()
+        self.rig.finish(proc)
+        self.tally.del_calls[self.mode] += 1
+
+    def _del_during_add(self) -> None:
+        """A DEL arrives while the ADD is still running (the runtime gave up on the pod)."""
+        self.rig.set_delegate_action(self.cid, f"sleep {SLOW_DELEGATE}")
         proc = self.rig.launch("ADD", self.pod, self.uid, self.cid, self.netns)
-        time.sleep(self.rng.uniform(0.02, 1.0))
+        delay = self.rng.uniform(0.02, SLOW_DELEGATE + 0.1)
+        self.note = f"DEL {delay:.2f} s into the ADD"
+        time.sleep(delay)
+        self.delete()
+        self.record_add(self.rig.finish(proc))
+
+    def _uid_mismatch(self) -> None:
+        """The pod was deleted and re-created under the same name: the runtime's UID is the old one."""
+        self.rig.api.delete_pod(NAMESPACE, self.pod)
+        self.rig.recreate_pod(self.pod)
+        outcome = self.add()
+        if outcome.ok:
+            self.violate(
+                "uid-mismatch-accepted", f"ADD with a stale pod UID answered 0: {outcome.stdout[:200]}"
+            )
+        self.check_after_add(outcome)
+
+    def _daemon_kill_during_add(self) -> None:
+        slow = self.rng.choice([0, SLOW_DELEGATE])
+        self.rig.set_delegate_action(self.cid, f"sleep {slow}")
+        proc = self.rig.launch("ADD", self.pod, self.uid, self.cid, self.netns)
+        delay = self.rng.uniform(0.02, 1.0)
+        self.note = f"daemon killed {delay:.2f} s into the ADD, net1 delegate sleeping {slow} s"
+        time.sleep(delay)
         self.rig.kill_daemon()
         self.rig.restart_daemon()
         self.record_add(self.rig.finish(proc))
+
+    def _daemon_kill_during_del(self) -> None:
+        self.check_after_add(self.add())
+        proc = self.rig.launch("DEL", self.pod, self.uid, self.cid, self.netns)
+        delay = self.rng.uniform(0.0, 0.2)
+        self.note = f"daemon killed {delay:.2f} s into the DEL"
+        time.sleep(delay)
+        self.rig.kill_daemon()
+        self.rig.restart_daemon()
+        self.rig.finish(proc)
+        self.tally.del_calls[self.mode] += 1
 
     def _daemon_kill_between(self) -> None:
         self.check_after_add(self.add())
         self.rig.kill_daemon()
         if self.rng.random() < 0.5:
+            self.note = "DEL while the daemon is down"
             self.delete()  # the shim DELs from the on-disk cache while the daemon is down
             self.rig.restart_daemon()
         else:
@@ -203,7 +273,7 @@ class Cycle:
         self._api_fault(429, retry_after=self.rng.randint(0, 1))
 
     def _api_slow(self) -> None:
-        self._api_fault(None, delay=self.rng.uniform(0.3, 1.5))
+        self._api_fault(None, delay=self.rng.uniform(0.2, 0.8))
 
     def _api_drop(self) -> None:
         """The API server closes every connection for a moment (a restart, a network blip)."""
@@ -231,6 +301,26 @@ class Cycle:
         if names:
             self.corrupt(str(results / self.rng.choice(names)))
 
+    def _hostile_cache_file(self) -> None:
+        """What no crash leaves but a hostile or broken node can: a FIFO, a directory or a
+        symlink to /dev/zero in place of a cache file (issue 9 defects 5d and 6)."""
+        self.check_after_add(self.add())
+        results = self.rig.node.cni_dir / "results"
+        candidates = [self.rig.node.cni_dir / self.cid]
+        candidates += [results / n for n in sorted(os.listdir(results))] if results.is_dir() else []
+        path = self.rng.choice(candidates)
+        if not path.exists():
+            return
+        path.unlink()
+        how = self.rng.choice(["fifo", "directory", "dev-zero"])
+        self.note = f"{how} in place of {os.path.relpath(path, self.rig.root)}"
+        if how == "fifo":
+            os.mkfifo(path, 0o600)
+        elif how == "directory":
+            path.mkdir()
+        else:
+            path.symlink_to("/dev/zero")
+
     def corrupt(self, path: str) -> None:
         """Truncate, empty or overwrite with garbage (what a crash or a bad disk leaves)."""
         try:
@@ -239,6 +329,7 @@ class Cycle:
         except OSError:
             return  # the ADD failed before writing it
         how = self.rng.choice(["truncate", "empty", "garbage"])
+        self.note = f"{how} {os.path.relpath(path, self.rig.root)}"
         replacement = {"truncate": data[: len(data) // 2], "empty": b"", "garbage": b"\x00\xff{not json"}[how]
         with open(path, "wb") as handle:
             handle.write(replacement)

@@ -27,7 +27,7 @@ from tests.support.node import Node
 NAMESPACE = "soak"
 NODE_NAME = "node1"
 WRAPPED_TYPE = "pmsoakbr"  # the wrapper plugin's type: it execs ``bridge``
-DELEGATE_TIMEOUT = 1.0  # seconds; a "hang" sleeps far beyond it
+DELEGATE_TIMEOUT = 1.5  # seconds; a "hang" sleeps far beyond it
 CALL_TIMEOUT = 90.0  # a call taking longer is recorded as hung (the harness's own limit)
 
 # The wrapper reads ``<ctl>/<containerID>`` on ADD: "fail <code>" or "sleep <seconds>" (a hang
@@ -165,16 +165,20 @@ class Rig:
 
     # -- pods -------------------------------------------------------------------------------
 
-    def new_pod(self, index: int) -> tuple[str, str, str, str]:
-        """Create a pod (API) and its netns: (pod name, uid, container ID, netns name)."""
-        name = f"p{index}-{self.run_id}"
+    def recreate_pod(self, name: str) -> str:
+        """Create the pod ``name`` (a new UID each time); returns the UID."""
         pod = self.api.create_pod(
             NAMESPACE,
             name,
             annotations={"k8s.v1.cni.cncf.io/networks": "wrapped,macvlan"},
             node_name=NODE_NAME,
         )
-        uid = str(pod["metadata"]["uid"])  # type: ignore[index]
+        return str(pod["metadata"]["uid"])  # type: ignore[index]
+
+    def new_pod(self, index: int) -> tuple[str, str, str, str]:
+        """Create a pod (API) and its netns: (pod name, uid, container ID, netns name)."""
+        name = f"p{index}-{self.run_id}"
+        uid = self.recreate_pod(name)
         netns = unique_name("pmsn")
         ip("netns", "add", netns)
         self._netns.add(netns)

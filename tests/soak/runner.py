@@ -6,6 +6,7 @@ import random
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,8 +27,10 @@ def soak(
     *,
     faults: Sequence[str] | None = None,
     progress: bool = False,
+    stop: threading.Event | None = None,
 ) -> None:
-    """``cycles`` cycles of ``mode`` ("thin" or "thick") into ``tally``; cleans up whatever happens."""
+    """``cycles`` cycles of ``mode`` ("thin" or "thick") into ``tally``; cleans up whatever happens.
+    ``stop`` ends the run after the current cycle (Ctrl-C while modes run in parallel threads)."""
     rng = random.Random(f"{seed}-{mode}")
     kinds = [k for k in faults_for(mode) if faults is None or k in faults]
     weights = [NO_FAULT_WEIGHT if k == "none" else 1 for k in kinds]
@@ -37,6 +40,8 @@ def soak(
     try:
         rig.start()
         for index in range(cycles):
+            if stop is not None and stop.is_set():
+                break
             fault = rng.choices(kinds, weights)[0]
             Cycle(rig, index, rng, tally).run(fault)
             if progress and (index + 1) % 100 == 0:
@@ -59,7 +64,10 @@ def report(tally: Tally, seed: int) -> str:
         cycles, seconds = tally.cycles[mode], tally.seconds[mode]
         lines.append(f"== {mode}: {cycles} cycles in {seconds:.0f} s ({cycles / max(seconds, 0.1):.1f}/s)")
         faults = {k: v for (m, k), v in sorted(tally.faults.items()) if m == mode}
-        lines.append("  faults injected: " + ", ".join(f"{k} {v}" for k, v in faults.items()))
+        lines.append(
+            "  faults injected (mean s per cycle): "
+            + ", ".join(f"{k} {v} ({tally.fault_seconds[(mode, k)] / v:.1f})" for k, v in faults.items())
+        )
         for fault in faults:
             codes = {c: n for (m, f, c), n in sorted(tally.add_codes.items()) if m == mode and f == fault}
             lines.append(f"  ADD by code, {fault}: " + ", ".join(f"{c}: {n}" for c, n in codes.items()))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -284,6 +285,35 @@ def test_a_queued_add_whose_client_went_away_is_not_run(node_factory) -> None:
         code, result, err = run_shim(node.shim, "DEL", node.conf(), env={**node.env(ns1, first), **path_env})
         assert code == 0, (result, err)
         assert node.leases() == []
+
+
+def test_other_http_clients_still_work(node_factory, tmp_path: Path) -> None:
+    """The strict parser still takes what real clients send: the bytes Go's net/http writes for
+    a Go multus-shim (absolute-form target), and curl with a chunked body."""
+    node: Node = node_factory(1)
+    cid = unique_name("cid")
+    with netns() as ns:
+        env = {**node.env(ns, cid), "CNI_COMMAND": "ADD", "CNI_PATH": "/usr/lib/cni"}
+        body = wire.encode_request(env, node.conf())
+        go_request = (
+            b"POST http://dummy/cni HTTP/1.1\r\nHost: dummy\r\nUser-Agent: Go-http-client/1.1\r\n"
+            b"Content-Length: %d\r\nContent-Type: application/json\r\nAccept-Encoding: gzip\r\n\r\n"
+            % len(body)
+        )
+        status, answer = wire.parse_response(_exchange(node.daemon.socket_path, go_request + body))
+        assert status == 200, answer
+        assert json.loads(answer)["Result"]["ips"]
+        assert "eth0" in ns.links()
+        env["CNI_COMMAND"] = "DEL"
+        (tmp_path / "del.json").write_bytes(wire.encode_request(env, node.conf()))
+        curl = subprocess.run(
+            ["curl", "-sS", "--max-time", "60", "--unix-socket", node.daemon.socket_path,
+             "-H", "Transfer-Encoding: chunked", "-H", "Content-Type: application/json",
+             "--data-binary", f"@{tmp_path / 'del.json'}", "-w", "%{http_code}", "http://dummy/cni"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert curl.stdout == "200", (curl.stdout, curl.stderr)
+        assert set(ns.links()) == {"lo"} and node.leases() == []
 
 
 _CNI = b"POST /cni HTTP/1.1\r\nHost: multus\r\n"

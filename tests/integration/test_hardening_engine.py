@@ -491,3 +491,33 @@ def test_thin_del_after_multus_was_killed_mid_write_removes_the_temp_files(sim: 
     assert deleted.ok, deleted
     assert links(pod_ns) == set()
     assert leftovers(sim) == ([], [], [])
+
+
+def test_thick_add_repeated_while_the_first_still_runs_gets_11_and_touches_nothing(
+    thick, tmp_path: Path
+) -> None:
+    """A runtime's retry collides with a queued ADD that runs after its client went away."""
+    node, pids = thick
+    path = f"{tmp_path / 'plugins'}:{PLUGIN_DIR}"
+    cid = unique_name("c")
+    with netns() as ns:
+        env = {**node.env(ns, cid), "CNI_PATH": path}
+        first = _start_shim(node, env)
+        delegate = wait_for_file(pids / f"{cid}-net1")
+        try:
+            code, result, err = run_shim(node.shim, "ADD", node.conf(), env=env)
+            assert code == 1 and result is not None and result["code"] == 11, (result, err)
+            out, _ = first.communicate(timeout=60)
+            assert first.returncode == 0, out  # the first ADD was not disturbed
+            assert links(ns) == {"eth0", "net1"} and len(node.leases()) == 2
+            code, result, err = run_shim(node.shim, "ADD", node.conf(), env=env)
+            assert code == 1 and result is not None and result["code"] == 7, (result, err)
+            assert links(ns) == {"eth0", "net1"} and len(node.leases()) == 2
+            code, result, err = run_shim(node.shim, "DEL", node.conf(), env=env)
+            assert code == 0, (result, err)
+            assert links(ns) == set() and node.leases() == [] and node.cache_files(cid) == []
+        finally:
+            kill_group(delegate)
+            if first.returncode is None:
+                stop(first)
+            run_shim(node.shim, "DEL", node.conf(), env=env)

@@ -72,7 +72,7 @@ def test_a_healthy_node_passes_every_check(sim: Node) -> None:
     assert checks["conf-dir"][1].endswith("primary CNI conf 10-cluster.conf")
     assert (
         checks["plugins"][1]
-        == f"4 plugin(s) in use, all in {PLUGIN_DIR}: bridge, host-local, macvlan, static"
+        == f"4 plugin(s) needed, all in {PLUGIN_DIR}: bridge, host-local, macvlan, static"
     )
     assert checks["caches"][1] == f"1 cached container(s) in {sim.cni_dir}, none orphaned"
     assert checks["kernel"][1] == "link types supported: bridge, macvlan"
@@ -97,7 +97,7 @@ def test_a_broken_node_fails_with_one_line_per_problem(sim: Node) -> None:
     assert code == 1
     assert checks["plugins"] == (
         "FAIL",
-        f"host-local (used by the cluster network) is not in {bin_dir}",
+        f"host-local is not in {bin_dir} (used by the cluster network)",
     )
     assert checks["kubeconfig"][0] == "FAIL"
     assert str(kubeconfig) in checks["kubeconfig"][1]
@@ -121,6 +121,21 @@ def test_a_broken_node_fails_with_one_line_per_problem(sim: Node) -> None:
     ]
     sim.write_conf("00-multus.conf", conf)
     assert sim.run("DEL", conf, container_id=cid, netns="", pod=("default", "web")).ok
+
+
+def test_a_plugin_only_a_defined_nad_needs_is_a_warning(sim: Node) -> None:
+    write_node(sim)
+    sim.add_nad("fast", {"cniVersion": "1.0.0", "type": "sriov", "ipam": {"type": "whereabouts"}})
+    code, checks = doctor(sim, "--no-kernel-probe")
+    assert code == 0
+    assert checks["plugins"] == (
+        "WARN",
+        f"sriov is not in {PLUGIN_DIR} (used by NAD default/fast); "
+        f"whereabouts is not in {PLUGIN_DIR} (used by NAD default/fast)"
+        ": pods attached to it fail on this node",
+    )
+    strict = doctor(sim, "--no-kernel-probe", "--strict")
+    assert strict[0] == 1
 
 
 def test_a_conf_that_sorts_before_ours_and_a_missing_daemon_fail(sim: Node) -> None:

@@ -68,7 +68,8 @@ def run(options: Options) -> list[Check]:
         return checks
     records = node.cached_records(conf.cni_dir)
     types = plugin_types_in_use(conf, options.conf_dir, records)
-    checks.append(_plugins(conf, types))
+    defined = _nad_types(conf, options.env)
+    checks.append(_plugins(conf, types, defined))
     from pymultus.ops import doctor_kube
 
     checks.extend(doctor_kube.checks(conf, options.env, options.clock))
@@ -78,7 +79,7 @@ def run(options: Options) -> list[Check]:
     if options.probe_kernel:
         from pymultus.ops.kernel import kernel_check
 
-        checks.append(kernel_check(types))
+        checks.append(kernel_check(types, defined))
     return checks
 
 
@@ -168,19 +169,45 @@ def _cluster_plugins(conf: MultusConf, conf_dir: str) -> list[dict[str, object]]
     return []
 
 
-def _plugins(conf: MultusConf, used: Mapping[str, str]) -> Check:
-    missing = []
-    for kind, where in sorted(used.items()):
-        path = os.path.join(conf.bin_dir, kind)
-        if not os.path.isfile(path):
-            missing.append(f"{kind} (used by {where}) is not in {conf.bin_dir}")
-        elif not os.access(path, os.X_OK):
-            missing.append(f"{path} (used by {where}) is not executable")
+def _nad_types(conf: MultusConf, env: Mapping[str, str]) -> dict[str, str]:
+    """Plugin (and IPAM) type -> the first NAD defined (cluster or manifestsDir) that needs it."""
+    needed: dict[str, str] = {}
+    try:
+        nads = node.defined_nads(conf, env)
+    except MultusError:
+        return needed  # the kubeconfig and api checks say why
+    for label, nad in nads:
+        for plugin in node.nad_plugins(nad):
+            _note(needed, plugin, f"NAD {label}")
+    return needed
+
+
+def _plugins(conf: MultusConf, used: Mapping[str, str], defined: Mapping[str, str]) -> Check:
+    """FAIL for a plugin that attachments on this node use; WARN for one that only a defined NAD
+    names (a node pool may lack it on purpose, e.g. SR-IOV): pods using that NAD fail here."""
+    missing: list[str] = []
+    unused: list[str] = []
+    for kind, where in sorted({**defined, **used}.items()):
+        problem = _binary_problem(conf.bin_dir, kind)
+        if problem:
+            (missing if kind in used else unused).append(f"{problem} (used by {where})")
     if missing:
-        return Check("plugins", FAIL, "; ".join(missing))
+        return Check("plugins", FAIL, "; ".join(missing + unused))
+    if unused:
+        return Check("plugins", WARN, "; ".join(unused) + ": pods attached to it fail on this node")
+    needed = sorted({**defined, **used})
     return Check(
-        "plugins", PASS, f"{len(used)} plugin(s) in use, all in {conf.bin_dir}: {', '.join(sorted(used))}"
+        "plugins", PASS, f"{len(needed)} plugin(s) needed, all in {conf.bin_dir}: {', '.join(needed)}"
     )
+
+
+def _binary_problem(bin_dir: str, kind: str) -> str:
+    path = os.path.join(bin_dir, kind)
+    if not os.path.isfile(path):
+        return f"{kind} is not in {bin_dir}"
+    if not os.access(path, os.X_OK):
+        return f"{path} is not executable"
+    return ""
 
 
 def _daemon_socket(socket_dir: str) -> Check:

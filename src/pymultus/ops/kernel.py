@@ -29,16 +29,20 @@ LINK_KINDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def kernel_check(types_in_use: Iterable[str]) -> Check:
-    used = set(types_in_use)
-    kinds = sorted(kind for kind in LINK_KINDS if kind in used)
+def kernel_check(used: Iterable[str], defined: Iterable[str] = ()) -> Check:
+    """FAIL when a link type in use on this node is unsupported; WARN when only a defined NAD
+    needs it (pods attached to that NAD would fail here)."""
+    in_use = set(used)
+    wanted = in_use | set(defined)
+    kinds = sorted(kind for kind in LINK_KINDS if kind in wanted)
     if not kinds:
         return Check("kernel", PASS, "no plugin in use needs a special link type")
     if os.geteuid() != 0:
         return Check("kernel", WARN, f"cannot probe {', '.join(kinds)} without root")
     unsupported, supported = probe(kinds)
     if unsupported:
-        return Check("kernel", FAIL, "; ".join(f"{kind}: {why}" for kind, why in unsupported.items()))
+        text = "; ".join(f"{kind}: {why}" for kind, why in unsupported.items())
+        return Check("kernel", FAIL if set(unsupported) & in_use else WARN, text)
     return Check("kernel", PASS, f"link types supported: {', '.join(supported)}")
 
 

@@ -130,6 +130,45 @@ def pod_source(conf: MultusConf, env: Mapping[str, str]) -> PodSource | None:
     return None
 
 
+NAD_PATH = "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions"
+
+
+def defined_nads(conf: MultusConf, env: Mapping[str, str]) -> list[tuple[str, dict[str, object]]]:
+    """("namespace/name", NAD) of every NAD the plugin could be asked for: all of the cluster's
+    (one LIST), or those of manifestsDir; empty without either. Errors raise MultusError."""
+    found: list[tuple[str, dict[str, object]]] = []
+    if conf.kubeconfig or (env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT")):
+        from pymultus.kube.client import KubeClient
+
+        items, _ = KubeClient(credentials(conf, env), retries=0, timeout=10.0).list(NAD_PATH)
+    elif conf.manifests_dir:
+        from pymultus.kube.manifests import _objects, manifest_files  # the plugin's own reader
+
+        items = [obj for path in manifest_files(conf.manifests_dir) for _, obj in _objects(path)]
+        items = [obj for obj in items if obj.get("kind") == "NetworkAttachmentDefinition"]
+    else:
+        return found
+    for nad in items:
+        metadata = nad.get("metadata")
+        meta = metadata if isinstance(metadata, dict) else {}
+        found.append((f"{meta.get('namespace') or 'default'}/{meta.get('name')}", nad))
+    return found
+
+
+def nad_plugins(nad: Mapping[str, object]) -> list[dict[str, object]]:
+    """The plugin objects of a NAD's ``spec.config`` (none when it has no valid one)."""
+    from pymultus import jsonio
+
+    spec = nad.get("spec")
+    config = spec.get("config") if isinstance(spec, dict) else None
+    if not isinstance(config, str) or not config.strip():
+        return []
+    try:
+        return plugins_of(jsonio.loads_object(config))
+    except MultusError:
+        return []
+
+
 def credentials(conf: MultusConf, env: Mapping[str, str]) -> Credentials:
     from pymultus.kube import auth
 

@@ -33,6 +33,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 mkdir -p "$cache"
+# One build at a time (the suite and scripts/test.sh may both ask): the next one waits, then
+# finds the archive cached.
+exec 9>"$cache/.lock"
+flock 9
 seconds_since() { # $1: a start time from date +%s%N; prints seconds with one decimal
   local ds=$((($(date +%s%N) - $1) / 100000000))
   echo "$((ds / 10)).$((ds % 10))"

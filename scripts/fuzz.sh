@@ -32,7 +32,7 @@ PYMULTUS_FUZZ_REPORT="$work/a.json" .venv/bin/python -m pytest -q -p no:cachepro
   tests/fuzz/test_results.py >"$work/a.log" 2>&1 &
 first=$!
 PYMULTUS_FUZZ_REPORT="$work/b.json" .venv/bin/python -m pytest -q -p no:cacheprovider -o timeout=0 \
-  tests/fuzz/test_annotations.py tests/fuzz/test_configs.py tests/fuzz/test_cni_env.py \
+  tests/fuzz/test_annotations.py tests/fuzz/test_configs.py tests/fuzz/test_cni_env.py tests/fuzz/test_netstatus.py \
   >"$work/b.log" 2>&1 || status=1
 wait "$first" || status=1
 elapsed=$(( $(date +%s) - started ))

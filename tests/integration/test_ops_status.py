@@ -115,6 +115,13 @@ def test_status_reads_network_status_from_the_api_server(sim: Node, kube_env: Ku
     assert [row["interface"] for row in report["interfaces"]] == ["eth0", "net1"]  # type: ignore[union-attr,index]
     assert report["networkStatus"] is True
 
+    kube_env.create_pod("idle")
+    code, report = status_json(sim, f"{kube_env.namespace}/idle")
+    assert code == 1
+    assert report["problems"] == [
+        "the pod has no network-status: no ADD of it succeeded (yet); its events say why"
+    ]
+
     code, report = status_json(sim, f"{kube_env.namespace}/no-such-pod")
     assert code == 1
     assert report["problems"] == [f"pod {kube_env.namespace}/no-such-pod does not exist"]

@@ -126,28 +126,30 @@ def _annotation(status: PodStatus, source: PodSource | None) -> list[dict[str, o
     from pymultus.kube.manifests import ManifestPodSource
 
     try:
-        if isinstance(source, ManifestPodSource):
-            entries = source.read_network_status(status.namespace, status.name)
-            status.annotation = entries is not None
-            return entries
         pod = source.get_pod(status.namespace, status.name, uid=None)
+        if pod is None:
+            status.problems.append(f"pod {status.namespace}/{status.name} does not exist")
+            return None
+        if isinstance(source, ManifestPodSource):  # written next to the manifests
+            entries = source.read_network_status(status.namespace, status.name)
+        else:
+            entries = _decode(pod)
     except MultusError as exc:
-        status.problems.append(f"the pod cannot be read: {exc.msg}")
+        status.problems.append(f"the network-status cannot be read: {exc.msg}")
         return None
-    if pod is None:
-        status.problems.append(f"pod {status.namespace}/{status.name} does not exist")
-        return None
+    if entries is None:
+        status.problems.append(
+            "the pod has no network-status: no ADD of it succeeded (yet); its events say why"
+        )
+    status.annotation = entries is not None
+    return entries
+
+
+def _decode(pod: Mapping[str, object]) -> list[dict[str, object]] | None:
     metadata = pod.get("metadata")
     annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
     value = annotations.get(NETWORK_STATUS_ANNOTATION) if isinstance(annotations, dict) else None
-    if not isinstance(value, str):
-        return None
-    status.annotation = True
-    try:
-        return decode_status(value)
-    except MultusError as exc:
-        status.problems.append(f"the network-status annotation is invalid: {exc.msg}")
-        return None
+    return decode_status(value) if isinstance(value, str) else None
 
 
 def _pod_records(status: PodStatus, cni_dir: str) -> list[tuple[str, dict[str, object]]]:

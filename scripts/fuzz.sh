@@ -20,36 +20,31 @@ mkdir -p bench/results
 PYMULTUS_FUZZ_COUNT="$work/count" .venv/bin/python -m pytest -q --collect-only tests/fuzz >/dev/null
 properties=$(cat "$work/count")
 per=$(( (total + properties - 1) / properties ))
-echo "== fuzz: $properties properties x $per inputs (2 processes)"
+echo "== fuzz: $properties properties x $per inputs, two test files at a time"
 
-# Two processes for the two cores: the daemon and manifest properties (I/O, a second process)
-# beside the in-process parsers.
+# One pytest process per test file, two at a time (two cores), largest files first.
 export PYMULTUS_FUZZ_PROFILE=deep PYMULTUS_FUZZ_EXAMPLES=$per
 started=$(date +%s)
 status=0
-PYMULTUS_FUZZ_REPORT="$work/a.json" .venv/bin/python -m pytest -q -p no:cacheprovider -o timeout=0 \
-  tests/fuzz/test_daemon_http.py tests/fuzz/test_manifests.py tests/fuzz/test_wire_body.py \
-  tests/fuzz/test_results.py >"$work/a.log" 2>&1 &
-first=$!
-PYMULTUS_FUZZ_REPORT="$work/b.json" .venv/bin/python -m pytest -q -p no:cacheprovider -o timeout=0 \
-  tests/fuzz/test_annotations.py tests/fuzz/test_configs.py tests/fuzz/test_cni_env.py tests/fuzz/test_netstatus.py \
-  >"$work/b.log" 2>&1 || status=1
-wait "$first" || status=1
+ls -S tests/fuzz/test_*.py | xargs -P 2 -I{} sh -c \
+  'name=$(basename {} .py); PYMULTUS_FUZZ_REPORT="$0/$name.json" .venv/bin/python -m pytest -q \
+     -p no:cacheprovider -o timeout=0 {} >"$0/$name.log" 2>&1' "$work" || status=1
 elapsed=$(( $(date +%s) - started ))
-cat "$work/a.log" "$work/b.log" >bench/results/fuzz.log
+cat "$work"/*.log >bench/results/fuzz.log
 
-.venv/bin/python - "$work/a.json" "$work/b.json" "$elapsed" "$per" <<'PY' | tee bench/results/fuzz.md
-import json, sys, time
+.venv/bin/python - "$work" "$elapsed" "$per" <<'PY' | tee bench/results/fuzz.md
+import glob, json, os, sys, time
 
 import hypothesis
 
 tests = {}
-for path in sys.argv[1:3]:
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.json"))):
     with open(path) as handle:
         tests.update(json.load(handle)["tests"])
+elapsed, per = sys.argv[2], sys.argv[3]
 rows = [(node, r) for node, r in tests.items() if r["inputs"] or r.get("outcome") != "passed"]
 print(f"Fuzz run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: Hypothesis {hypothesis.__version__}, "
-      f"profile deep, up to {sys.argv[4]} inputs per property, 2 processes, {sys.argv[3]} s wall time.\n")
+      f"profile deep, up to {per} inputs per property, 2 processes, {elapsed} s wall time.\n")
 print("| target | property | inputs | result | wall s |")
 print("|---|---|---:|---|---:|")
 for node, r in rows:
@@ -58,7 +53,7 @@ for node, r in rows:
     print(f"| {target} | {name} | {r['inputs']} | {r.get('outcome', '?')} | {r['seconds']} |")
 inputs = sum(r["inputs"] for _, r in rows)
 failed = sum(1 for _, r in rows if r.get("outcome") != "passed")
-print(f"| **total** | {len(rows)} tests | **{inputs}** | **{failed} failed** | {sys.argv[3]} (wall) |")
+print(f"| **total** | {len(rows)} tests | **{inputs}** | **{failed} failed** | {elapsed} (wall) |")
 PY
 echo "fuzz: details (failing inputs, seeds) in bench/results/fuzz.log"
 exit $status

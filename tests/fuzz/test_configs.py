@@ -7,7 +7,7 @@ caches, so a value that decodes but cannot be encoded would fail later with 999.
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pymultus import errors, jsonio
@@ -158,6 +158,8 @@ overrides = st.one_of(daemon_confs, fs.mutated_documents(daemon_confs, DAEMON_KE
 
 
 @given(fs.documents(multus_confs, MULTUS_KEYS), overrides)
+# 1e400 decodes to infinity, which no JSON encoder writes back: the delegate's stdin would fail.
+@example(b'{"cniVersion":"1.0.0","name":"m","type":"multus","delegates":[{"type":"bridge","x":1e400}]}', None)
 def test_multus_conf(data: bytes, server_keys: dict[str, object] | None) -> None:
     got = outcome(lambda: parse_multus_conf(data, overrides=server_keys))
     if isinstance(got, MultusConf):

@@ -6,7 +6,8 @@ and chunked above, LIST with limit/continue/resourceVersionMatch, WATCH with chu
 BOOKMARKs, sendInitialEvents, and "too old resourceVersion" as 200 + an ERROR event.
 
 Resources: namespaces, pods (+ ``pods/status``), events, and NetworkAttachmentDefinitions
-(``/apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions``).
+(``/apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions``); ResourceClaims
+(+ ``status``) and ResourceSlices in tests/fakeapi/dra.py.
 
 Test hooks (all thread-safe): :meth:`FakeApiServer.inject` / :meth:`fail_status_writes` (answer the
 next N matching requests with an error or a delay), :meth:`set_down` (close every connection at
@@ -35,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl
 
+from tests.fakeapi import dra
 from tests.fakeapi.certs import Pki
 from tests.fakeapi.store import (
     EVENTS,
@@ -885,12 +887,12 @@ class _Handler(BaseHTTPRequestHandler):
             namespace, rest = rest[1], rest[2:]
         if not rest:
             raise self._not_found_path()
-        res = RESOURCES.get((group, rest[0]))
+        res = RESOURCES.get((group, rest[0])) or dra.RESOURCES.get((group, rest[0]))
         if res is None or (namespace is not None and not res.namespaced) or len(rest) > 3:
             raise self._not_found_path()
         name = rest[1] if len(rest) >= 2 else ""
         sub = rest[2] if len(rest) == 3 else ""
-        if sub and not (res is PODS and sub == "status"):
+        if sub and not (sub == "status" and (res is PODS or res in dra.WITH_STATUS)):
             raise self._not_found_path()
         verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, "")
         if method == "GET":
@@ -940,6 +942,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         info = self._parse(method, path, query)
         self._authorize(user, info)
+        if info.verb in ("list", "watch"):
+            dra.check_field_selector(info.resource, parse_selector(query.get("fieldSelector", ""), "field"))
         handler = getattr(self, f"_{info.verb}")
         handler(info, query, body)
 
@@ -1128,6 +1132,8 @@ class _Handler(BaseHTTPRequestHandler):
             labels["kubernetes.io/metadata.name"] = name
             meta["labels"] = labels
             stored = self.api._default_generic(obj, res, self._manager())
+        elif res in dra.RESOURCES.values():
+            stored = self.api._finish_meta(dra.default(obj, res), self._manager())
         else:
             stored = self.api._default_generic(obj, res, self._manager())
         created = api.store.create(res, namespace, stored)
@@ -1200,6 +1206,9 @@ class _Handler(BaseHTTPRequestHandler):
         if res is PODS and info.subresource == "status":
             if isinstance(new.get("status"), dict):
                 result["status"] = ordered(new["status"], POD_STATUS_ORDER)  # type: ignore[arg-type]
+                dra.check_pod_claim_statuses(info.name, result)
+        elif res in dra.WITH_STATUS and info.subresource == "status":
+            result["status"] = dra.claim_status(info.name, current, new.get("status"))
         elif res is PODS:
             if new.get("spec") != current.get("spec") and isinstance(new.get("spec"), dict):
                 result["spec"] = ordered(new["spec"], POD_SPEC_ORDER)  # type: ignore[arg-type]

@@ -7,6 +7,10 @@ gets ``deviceID``/``pciBusID`` in its conf, ``runtimeConfig.deviceID``, and a CN
 (copied from the device plugin's file when there is one) passed as ``CNIDeviceInfoFile``. A pod
 with no device (left) of the resource gets none, with a warning: some NADs carry a resourceName
 only to steer scheduling, as in Multus.
+
+Devices allocated through DRA ResourceClaims (``pymultus.kube.dra``) are used the same way when the
+pod has claims; each claim or device that gives nothing (not allocated, no ``k8s.cni.cncf.io``
+attributes) is logged and becomes a pod Warning event, and ADD goes on.
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ def assign_devices(call: Call, attachments: list[Attachment]) -> None:
         if attachment.resource_name and call.pod_ref.known:
             if allocator is None:
                 allocator = call.deps.device_allocator(call.pod_ref)
+                pod = call.load_pod()
+                if pod is not None:
+                    allocator.use_claims(pod)
             device = allocator.next_device(attachment.resource_name)
+            for reason, message in allocator.take_warnings():
+                call.log("warning", message)
+                call.event(EventKind.WARNING, reason, message)
             if device:
                 attachment.device_id = device
             elif not attachment.device_id:

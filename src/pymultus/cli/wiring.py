@@ -18,7 +18,10 @@ if TYPE_CHECKING:
     from pymultus.attach.model import PodRef
     from pymultus.attach.ports import KubeObject, PodSource
     from pymultus.config.multus import MultusConf
+    from pymultus.kube.client import KubeClient
     from pymultus.kube.devices import DeviceAllocator
+    from pymultus.kube.dra import ClaimReader
+    from pymultus.kube.pods import ApiPodSource
 
 
 def build_deps(
@@ -43,7 +46,7 @@ def build_deps(
     if with_pods:
         pods, placeholder = _pod_source(conf, env, command)
     return Deps(
-        device_allocator=_kubelet_devices(conf),
+        device_allocator=_kubelet_devices(conf, pods if isinstance(pods, LazyPodSource) else None),
         device_info_dir=conf.device_info_dir,
         pods=pods,
         netns=Netns(),
@@ -55,7 +58,13 @@ def build_deps(
     )
 
 
-def _kubelet_devices(conf: MultusConf) -> Callable[[PodRef], DeviceAllocator]:
+def _kubelet_devices(conf: MultusConf, api: LazyPodSource | None) -> Callable[[PodRef], DeviceAllocator]:
+    def claims() -> ClaimReader:
+        from pymultus.kube.dra import ClaimReader
+
+        assert api is not None
+        return ClaimReader(api.client)
+
     def allocator(pod_ref: PodRef) -> DeviceAllocator:
         import os
 
@@ -68,6 +77,7 @@ def _kubelet_devices(conf: MultusConf) -> Callable[[PodRef], DeviceAllocator]:
             pod_ref.uid,
             socket_path=os.path.join(root, "pod-resources", "kubelet.sock"),
             checkpoint_path=os.path.join(root, "device-plugins", "kubelet_internal_checkpoint"),
+            claims=claims if api is not None else None,  # DRA devices from the same API client
         )
 
     return allocator
@@ -85,7 +95,7 @@ def _pod_source(conf: MultusConf, env: Mapping[str, str], command: str) -> tuple
     return None, True
 
 
-def _api_pod_source(conf: MultusConf, env: Mapping[str, str], wait: float) -> PodSource:
+def _api_pod_source(conf: MultusConf, env: Mapping[str, str], wait: float) -> ApiPodSource:
     from pymultus.kube import auth
     from pymultus.kube.client import KubeClient
     from pymultus.kube.pods import ApiPodSource
@@ -102,14 +112,18 @@ class LazyPodSource:
 
     __slots__ = ("_factory", "_source")
 
-    def __init__(self, factory: Callable[[], PodSource]) -> None:
+    def __init__(self, factory: Callable[[], ApiPodSource]) -> None:
         self._factory = factory
-        self._source: PodSource | None = None
+        self._source: ApiPodSource | None = None
 
-    def _get(self) -> PodSource:
+    def _get(self) -> ApiPodSource:
         if self._source is None:
             self._source = self._factory()
         return self._source
+
+    def client(self) -> KubeClient:
+        """The API client (DRA claims are read with the same connection)."""
+        return self._get().client
 
     def get_pod(self, namespace: str, name: str, *, uid: str | None) -> KubeObject | None:
         return self._get().get_pod(namespace, name, uid=uid)

@@ -195,3 +195,26 @@ def test_uninstall_containers_mount_the_dirs_their_arguments_name() -> None:
 
     args = build_parser().parse_args(["uninstall"])
     assert (args.bin_dir, args.conf_dir) == (HOST_BIN, HOST_CONF)
+
+
+def test_an_upgraded_pod_is_ready_only_once_its_own_runtime_is_installed(
+    node: FakeNode, bundle: Path, tmp_path: Path
+) -> None:
+    # The next image's bundle: another digest, so another runtime directory.
+    upgrade = tmp_path / "next-bundle"
+    shutil.copytree(bundle, upgrade, symlinks=True)
+    marker = json.loads((upgrade / "BUNDLE.json").read_text())
+    marker["digest"] = "f" * 64
+    (upgrade / "BUNDLE.json").write_text(json.dumps(marker))
+    node.write_primary()
+    install = [*m.container("thin", "install")["command"], "--no-watch"]
+    probe = readiness_command("thin", "install")
+    assert node.run(install).returncode == 0
+    assert node.run(probe).returncode == 0
+    node.env["PYMULTUS_BUNDLE_DIR"] = str(upgrade)  # the new pod's image
+    stale = node.run(probe)
+    assert stale.returncode == 1
+    assert "the runtime pymultus-" in stale.stderr and "ffffffffffff" in stale.stderr
+    proc = node.run(install)
+    assert proc.returncode == 0, proc.stderr
+    assert node.run(probe).returncode == 0

@@ -55,9 +55,7 @@ class ThinNode:
             d.mkdir()
         self.cluster = self.node.bridge_conf("cluster", "10.233.1.0/24", gateway=True)
         (self.conf / "10-cluster.conf").write_text(json.dumps(self.cluster))
-        self.pod_token = pod_token(unique_name("inst"))
-        api.add_token(self.pod_token, SA_USER, allowed=frozenset(API_CALLS))
-        (self.sa / "token").write_text(self.pod_token)
+        self.new_pod_token()
         (self.sa / "ca.crt").write_bytes(api.ca_file.read_bytes())
         (self.sa / "namespace").write_text("kube-system")
         self.containerd = Containerd(
@@ -68,6 +66,12 @@ class ThinNode:
         )
         self.cri: Runtime | None = None
         self.subnets = 1
+
+    def new_pod_token(self) -> None:
+        """The kubelet's projected token for a new installer pod."""
+        self.pod_token = pod_token(unique_name("inst"))
+        self.api.add_token(self.pod_token, SA_USER, allowed=frozenset(API_CALLS))
+        (self.sa / "token").write_text(self.pod_token)
 
     def start(self, archive: Path) -> Runtime:
         self.containerd.start()
@@ -185,16 +189,34 @@ def test_thin_installer_container_install_rollout_and_uninstall(thin: ThinNode) 
     assert {"eth0", "net1"} <= set(first.links()), first.links()
 
     # Rolling update: the installer pod goes, and its own token with it.
-    installer_sandbox = [s for s in thin.containerd.sandbox_ids if s != first.id]
-    for sandbox_id in installer_sandbox:
+    for sandbox_id in [s for s in thin.containerd.sandbox_ids if s != first.id]:
         cri.stop(sandbox_id)
         cri.remove(sandbox_id)
+        thin.containerd.sandbox_ids.discard(sandbox_id)
     del thin.api.tokens[thin.pod_token]
     during = thin.run_pod(thin.pod([nad]))
     assert {"eth0", "net1"} <= set(during.links()), "a pod created while no installer runs"
+    # The new installer pod (its own token), Ready again; pods keep getting their networks.
+    thin.new_pod_token()
+    old_kubeconfig = (thin.conf / "multus.d" / "multus.kubeconfig").read_text()
+    _, installer = thin.run_daemonset_container("thin", "install", extra_args=host_view)
+    updating = thin.run_pod(thin.pod([nad]))
+    assert {"eth0", "net1"} <= set(updating.links()), "a pod created while the new installer starts"
+    wait_for(lambda: cri.exec_sync(installer, probe)[0] == 0, "the new installer to be Ready")
+    # It asks for a Node-bound token of its own at start.
+    wait_for(
+        lambda: (thin.conf / "multus.d" / "multus.kubeconfig").read_text() != old_kubeconfig,
+        "the new installer's token",
+    )
+    updated = thin.run_pod(thin.pod([nad]))
+    assert {"eth0", "net1"} <= set(updated.links())
+    for sandbox_id in set(thin.containerd.sandbox_ids) - {s.id for s in (first, during, updating, updated)}:
+        cri.stop(sandbox_id)  # kubectl delete daemonset pymultus
+        cri.remove(sandbox_id)
+        thin.containerd.sandbox_ids.discard(sandbox_id)
 
     # Uninstall (after removing the pods with secondary networks: see docs/deployment.md).
-    for sandbox in (first, during):
+    for sandbox in (first, during, updating, updated):
         cri.stop(sandbox.id)
         cri.remove(sandbox.id)
     _, uninstall = thin.run_daemonset_container("uninstall", "uninstall")

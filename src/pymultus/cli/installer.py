@@ -396,7 +396,16 @@ def check_installed(opts: InstallOptions) -> int:
     missing: list[str] = []
     if not state.exists:
         missing.append(state.path)
+    if state.exists and state.version != _version():
+        # An upgrade: the previous version's files are in place, this one's not yet.
+        missing.append(f"pymultus {_version()} (installed: {state.version or 'unknown'})")
     if state.exists and not opts.skip_binary_copy:
+        if opts.bundle_source and opts.python == "bundled" and state.bundles:
+            from pymultus.cli.install_bundle import read_bundle
+
+            wanted = read_bundle(opts.bundle_source).dir_name
+            if os.path.basename(state.bundles[-1]) != wanted:
+                missing.append(f"the runtime {wanted} (installed: {os.path.basename(state.bundles[-1])})")
         for name in ENTRY_POINTS:
             path = os.path.join(opts.bin_dir, name)
             if not (state.owns(path) and os.access(path, os.X_OK)):

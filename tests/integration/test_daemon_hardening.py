@@ -423,7 +423,7 @@ def test_a_thousand_bad_connections_leave_no_fds_or_memory_behind(node_factory) 
     # Connections that closed without a request are closed by the daemon when it sees EOF.
     _wait(lambda: _fds(pid) <= fds, f"the daemon's fds to go back to {fds}")
     grown = _rss_kib(pid) - rss
-    print(f"daemon fds {fds} -> {_fds(pid)}, RSS {rss} KiB -> +{grown} KiB after 1000 bad connections")
+    print(f"daemon: {fds} fds before and after, RSS {rss} KiB +{grown} KiB after 1000 bad connections")
     assert grown < 4096, grown
     assert "Traceback" not in node.daemon.output()
     assert node.daemon.stats()["in_flight"] == 0

@@ -61,6 +61,7 @@ log = logging.getLogger("pymultus.daemon.server")
 
 REQUEST_DEADLINE = 10.0  # seconds from accept to a complete request
 WRITE_TIMEOUT = 10.0
+LINGER = 1.0  # seconds to drop the rest of a refused request before closing (see _write)
 READ_ROOM = 256  # connections allowed beyond the CNI work: probes, requests being read
 BODY_BUDGET = 32 << 20  # bytes of request bodies held at once (a real body is a few KiB)
 BACKLOG = 256
@@ -78,10 +79,11 @@ class _Busy(Exception):
 
 
 class _Connection:
-    __slots__ = ("held", "queued")
+    __slots__ = ("complete", "held", "queued")
 
     def __init__(self) -> None:
         self.held = 0  # bytes of BODY_BUDGET this connection's body holds
+        self.complete = False  # the whole request was read
         self.queued = False  # it has CNI work (queued, running or being answered)
 
 
@@ -203,7 +205,7 @@ class UnixHttpServer:
             else:
                 response = await self._respond(reader, writer, connection)
             if response is not None:
-                await _write(writer, response)
+                await _write(writer, response, None if connection.complete else reader)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -225,6 +227,7 @@ class UnixHttpServer:
         try:
             async with asyncio.timeout(self.request_deadline):
                 request = await self._read_request(reader, connection)
+            connection.complete = True
         except TimeoutError:
             with self.stats.lock:
                 self.stats.timed_out += 1
@@ -336,15 +339,27 @@ def _run_until_stopped(loop: asyncio.AbstractEventLoop) -> None:
         loop.close()
 
 
-async def _write(writer: asyncio.StreamWriter, response: Response) -> None:
+async def _write(
+    writer: asyncio.StreamWriter, response: Response, unread: asyncio.StreamReader | None
+) -> None:
     """Send the answer, half-close and close, within WRITE_TIMEOUT (a client that does not read
-    its answer cannot keep the connection)."""
+    its answer cannot keep the connection).
+
+    ``unread``: the request was not read to its end (refused early). Closing a unix socket with
+    unread bytes makes the client's next read fail with ECONNRESET, which can lose the answer,
+    so the rest is read and dropped first, for at most LINGER seconds."""
     try:
         async with asyncio.timeout(WRITE_TIMEOUT):
             writer.write(response.to_bytes())
             if writer.can_write_eof():
                 writer.write_eof()
-            writer.close()
+            await writer.drain()
+        if unread is not None:
+            async with asyncio.timeout(LINGER):
+                while await unread.read(65536):
+                    pass
+        writer.close()
+        async with asyncio.timeout(WRITE_TIMEOUT):
             await writer.wait_closed()
     except (TimeoutError, OSError):
         pass  # the caller aborts the connection

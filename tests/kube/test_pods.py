@@ -267,6 +267,21 @@ def _drive_every_call(fake_api: FakeApiServer, client: KubeClient, src: ApiPodSo
         list(client.watch(path, rv, timeout_seconds=1))
         list(client.watch(path, None, timeout_seconds=1, send_initial_events=True))
     client.request_token("kube-system", "pymultus", bound_node="node1", expiration_seconds=600)
+    _drive_dra(fake_api, client)
+
+
+def _drive_dra(fake_api: FakeApiServer, client: KubeClient) -> None:
+    from pymultus.kube.dra import ClaimReader
+    from tests.fakeapi import dra
+
+    dra.create_claim(fake_api, "ns1", "claim")
+    device = dra.device("dev", "example.com/r", "0000:01:00.1")
+    dra.create_slice(fake_api, "s1", driver="d.example", pool="p", node_name="node1", devices=[device])
+    result = {"request": "net", "driver": "d.example", "pool": "p", "device": "dev"}
+    dra.allocate_claim(fake_api, "ns1", "claim", [result])
+    spec = {"nodeName": "node1", "resourceClaims": [{"name": "c", "resourceClaimName": "claim"}]}
+    pod = {"metadata": {"namespace": "ns1", "name": "p1"}, "spec": spec}
+    assert ClaimReader(lambda: client).pod_devices(pod).by_resource == {"example.com/r": ["0000:01:00.1"]}
 
 
 @pytest.mark.parametrize(

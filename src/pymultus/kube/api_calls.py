@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 NAD_GROUP = "k8s.cni.cncf.io"
+DRA_GROUP = "resource.k8s.io"
 
 API_CALLS: tuple[tuple[str, str, str], ...] = (
     ("get", "", "pods"),
@@ -30,6 +31,10 @@ API_CALLS: tuple[tuple[str, str, str], ...] = (
     ("get", NAD_GROUP, "network-attachment-definitions"),
     ("list", NAD_GROUP, "network-attachment-definitions"),
     ("watch", NAD_GROUP, "network-attachment-definitions"),
+    # DRA (pymultus.kube.dra), only for pods with ResourceClaims: GET each claim of the pod, LIST the
+    # driver's ResourceSlices of the pod's node (fieldSelector spec.nodeName + spec.driver).
+    ("get", DRA_GROUP, "resourceclaims"),
+    ("list", DRA_GROUP, "resourceslices"),
 )
 
 

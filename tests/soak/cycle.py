@@ -56,6 +56,7 @@ class Cycle:
         self.fault = "none"
         self.deleted = False  # a fault that ran the DEL itself sets it
         self.note = ""  # what exactly the fault did, for the violation's detail
+        self.foreign: list[str] = []  # entries the harness put in cniDir that DEL leaves alone by design
         self.pod, self.uid, self.cid, self.netns = rig.new_pod(index)
 
     def run(self, fault: str) -> None:
@@ -139,7 +140,8 @@ class Cycle:
         if leases:
             self.violate("leases-left", f"{[os.path.relpath(p, self.rig.root) for p in leases]}")
             checks.remove_files(leases)
-        caches = checks.cache_entries(self.rig.node.cni_dir)
+        caches = [p for p in checks.cache_entries(self.rig.node.cni_dir) if p not in self.foreign]
+        checks.remove_files(self.foreign)
         if caches:
             self.violate("cache-files-left", f"{[os.path.relpath(p, self.rig.root) for p in caches]}")
             checks.remove_files(caches)
@@ -317,7 +319,9 @@ class Cycle:
         if how == "fifo":
             os.mkfifo(path, 0o600)
         elif how == "directory":
+            # Not ours, so DEL leaves it alone (docs/troubleshooting.md, "What DEL guarantees" 5).
             path.mkdir()
+            self.foreign.append(str(path))
         else:
             path.symlink_to("/dev/zero")
 

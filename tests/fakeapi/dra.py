@@ -239,3 +239,31 @@ def allocate_claim(api: FakeApiServer, namespace: str, name: str, results: list[
         updated["status"] = claim_status(name, current, {"allocation": {"devices": {"results": results}}})
         api._finish_meta(updated, "unknown", subresource="status")
         return api.store.replace(CLAIMS, namespace, name, updated)
+
+
+def create_pod(
+    api: FakeApiServer,
+    namespace: str,
+    name: str,
+    claims: dict[str, str],
+    *,
+    annotations: dict[str, str] | None = None,
+    node_name: str = "node1",
+) -> Obj:
+    """A pod using ResourceClaims (``claims``: pod claim name -> ResourceClaim name), as case 37."""
+    meta: Obj = {"name": name, "namespace": namespace}
+    if annotations:
+        meta["annotations"] = annotations
+    container = {
+        "name": "app",
+        "image": "registry.invalid/pause:3.10",
+        "resources": {"claims": [{"name": c} for c in claims]},
+    }
+    spec: Obj = {
+        "containers": [container],
+        "automountServiceAccountToken": False,
+        "nodeName": node_name,
+        "resourceClaims": [{"name": c, "resourceClaimName": claim} for c, claim in claims.items()],
+    }
+    body: Obj = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+    return api.store.create(PODS, namespace, api._default_pod(body, "unknown"))

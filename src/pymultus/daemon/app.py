@@ -16,6 +16,7 @@ import signal
 import threading
 from collections.abc import Mapping
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from pymultus import jsonio
 from pymultus.daemon import wire
@@ -28,6 +29,9 @@ from pymultus.daemon.podsource import CachedPodSource
 from pymultus.daemon.server import UnixHttpServer, Work
 from pymultus.daemon.service import CniService
 from pymultus.errors import INVALID_ENVIRONMENT, InvalidEnvironment
+
+if TYPE_CHECKING:
+    from pymultus.kube.dra import ClaimReader
 
 log = logging.getLogger("pymultus.daemon")
 
@@ -46,6 +50,7 @@ class Daemon:
         self.server: UnixHttpServer | None = None
         self._stopping = threading.Event()
         self._kube_client: object = None
+        self._claims: ClaimReader | None = None
 
     # -- assembly ----------------------------------------------------------------------------
 
@@ -54,7 +59,9 @@ class Daemon:
         self.metrics = create_metrics(config.metrics_port, config.metrics_address)
         pods = self._kube_sources()
         self.manager.start()
-        self.service = CniService(config, pods=pods, metrics=self.metrics, ready=self.not_ready_reason)
+        self.service = CniService(
+            config, pods=pods, metrics=self.metrics, ready=self.not_ready_reason, claims=self._claims
+        )
         self.server = UnixHttpServer(
             config.socket_path,
             self.route,
@@ -75,6 +82,7 @@ class Daemon:
     def _kube_sources(self) -> CachedPodSource | None:
         from pymultus.kube import auth
         from pymultus.kube.client import KubeClient
+        from pymultus.kube.dra import ClaimReader
         from pymultus.kube.pods import ApiPodSource
 
         config = self.config
@@ -94,6 +102,7 @@ class Daemon:
 
         client = KubeClient(credentials)
         self._kube_client = client
+        self._claims = ClaimReader(lambda: client)  # its ResourceSlice cache lives as long as the daemon
         listwatch = KubeListWatch(KubeClient(credentials))  # its own pool: watches hold connections
         pods = Informer(
             "pods",

@@ -49,7 +49,8 @@ def _mapping(value: object) -> dict[str, object]:
 
 
 def trim_pod(obj: Mapping[str, object]) -> KubeObject:
-    """Keep metadata name/namespace/uid/annotations/resourceVersion and spec.nodeName."""
+    """Keep metadata name/namespace/uid/annotations/resourceVersion and spec.nodeName (and the
+    ResourceClaims of a pod that has some, with their status)."""
     meta = _mapping(obj.get("metadata"))
     spec = _mapping(obj.get("spec"))
     trimmed_meta: dict[str, object] = {}
@@ -59,6 +60,12 @@ def trim_pod(obj: Mapping[str, object]) -> KubeObject:
     out: KubeObject = {"apiVersion": "v1", "kind": "Pod", "metadata": trimmed_meta}
     if "nodeName" in spec:
         out["spec"] = {"nodeName": spec["nodeName"]}
+    if spec.get("resourceClaims"):  # DRA devices (pymultus.kube.dra) are looked up from these
+        out.setdefault("spec", {})["resourceClaims"] = spec["resourceClaims"]  # type: ignore[index]
+        status = _mapping(obj.get("status"))
+        out["status"] = {
+            k: status[k] for k in ("resourceClaimStatuses", "extendedResourceClaimStatus") if k in status
+        }
     return out
 
 

@@ -28,7 +28,10 @@ from pymultus.daemon.metrics import NullMetrics
 from pymultus.errors import INTERNAL, InvalidEnvironment, MultusError, TryAgainLater
 
 if TYPE_CHECKING:
+    from pymultus.attach.model import PodRef
     from pymultus.attach.ports import PodSource
+    from pymultus.kube.devices import DeviceAllocator
+    from pymultus.kube.dra import ClaimReader
 
 log = logging.getLogger("pymultus.daemon.service")
 
@@ -59,8 +62,10 @@ class CniService:
         pods: PodSource | None,
         metrics: NullMetrics,
         ready: Callable[[], str] = lambda: "",
+        claims: ClaimReader | None = None,
     ) -> None:
         self.config = config
+        self.claims = claims  # DRA devices, shared (with its ResourceSlice cache) by all requests
         self.overrides = config.request_overrides()
         self.pods = pods
         self.metrics = metrics
@@ -90,6 +95,15 @@ class CniService:
             wait_readiness=True,
             log=_engine_log,
             log_level=self.config.log_level,
+            device_allocator=self._devices if self.claims is not None else None,
+        )
+
+    def _devices(self, pod_ref: PodRef) -> DeviceAllocator:
+        from pymultus.kube.devices import DeviceAllocator
+
+        claims = self.claims
+        return DeviceAllocator(
+            pod_ref.namespace, pod_ref.name, pod_ref.uid, claims=(lambda: claims) if claims else None
         )
 
     # -- /cni --------------------------------------------------------------------------------

@@ -81,10 +81,13 @@ def gc(call: Call) -> None:
         if record is not None and isinstance(record.get("containerId"), str):
             container_id = str(record["containerId"])  # a long ID's file name is shortened
         if valid_ids is not None and container_id not in valid_ids:
+            stale = _call_for(call, container_id, record)
             try:
-                delete(_call_for(call, container_id, record))
+                delete(stale)
             except MultusError as exc:
                 failures.append(exc)
+            finally:
+                stale.close()  # its container lock, now: not when the object happens to go
             continue
         if record is not None:
             live.extend((container_id, Attachment.from_record(item)) for item in _delegates(record))

@@ -7,6 +7,8 @@ caches, so a value that decodes but cannot be encoded would fail later with 999.
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -170,10 +172,23 @@ def test_multus_conf(data: bytes, server_keys: dict[str, object] | None) -> None
 
 
 @given(fs.documents(daemon_confs, DAEMON_KEYS))
+# Found by this property: a socketDir too long for a unix socket address (the daemon then failed
+# to start with a traceback) or holding a lone surrogate.
+@example(b'{"cniVersion":"1.0.0","socketDir":"/' + b"a" * 200 + b'"}')
+@example(b'{"cniVersion":"1.0.0","socketDir":"/\\ud800"}')
 def test_daemon_config(data: bytes) -> None:
     got = outcome(lambda: parse_daemon_config(data), {errors.INVALID_NETWORK_CONFIG})
     if isinstance(got, DaemonConfig):
         assert got.socket_path.startswith("/")
+        assert len(os.fsencode(got.socket_path)) < 108, "the socket path must fit in sun_path"
+        for path in (
+            got.log_file,
+            got.cni_config_dir,
+            got.multus_autoconfig_dir,
+            got.kubeconfig,
+            got.chroot_dir,
+        ):
+            os.fsencode(path)  # raises for what no file name can be
         jsonio.dumpb(got.request_overrides())
         jsonio.dumpb(got.generator_options())
 

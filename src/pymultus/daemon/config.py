@@ -29,6 +29,7 @@ DEFAULT_DELEGATE_TIMEOUT = 120.0
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 DEFAULT_READINESS_WAIT = 45.0
 MAX_CONNECTION_LIMIT_DEFAULT = 32
+MAX_SOCKET_PATH = 107  # sockaddr_un.sun_path is 108 bytes with the terminating NUL
 
 # Keys only the daemon (or the generator) reads. Go Multus copies them over each request conf
 # too; the Multus netconf parser ignores unknown keys, so copying them is harmless — we still
@@ -180,6 +181,8 @@ def parse_daemon_config(data: bytes, *, source: str = "<daemon-config>") -> Daem
     conf.raw = doc
     conf.source = source
     conf.socket_dir = reader.path("socketDir", DEFAULT_SOCKET_DIR)
+    if len(os.fsencode(conf.socket_path)) > MAX_SOCKET_PATH:
+        reader.fail("socketDir", f"is too long: the socket path must fit in {MAX_SOCKET_PATH} bytes")
     conf.chroot_dir = reader.path("chrootDir", "")
     conf.metrics_port = reader.port("metricsPort")
     conf.metrics_address = reader.string("metricsAddress", "")
@@ -262,6 +265,10 @@ class _Reader:
         value = self.string(key, default) or default
         if "\x00" in value:
             self.fail(key, "contains a NUL byte")
+        try:
+            os.fsencode(value)
+        except UnicodeEncodeError:  # a lone surrogate from a "\ud800" JSON escape
+            self.fail(key, "is not a valid file name (it holds a lone surrogate)")
         if value and not value.startswith("/"):
             self.fail(key, f'must be an absolute path, not "{value}"')
         return value

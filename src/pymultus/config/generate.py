@@ -179,7 +179,8 @@ def build_multus_conf(
     Multus JSON key names: ``cniVersion`` (must equal the primary's unless ``forceCNIVersion``),
     ``overrideNetworkName``, ``capabilities`` (merged with the primary's) and the pass-through keys
     of reference §2.3 (kubeconfig, daemonSocketDir, binDir, cniDir, confDir, log*, namespace
-    settings, auxiliaryCNIChainName, readinessindicatorfile, ...). Unknown keys are ignored.
+    settings, auxiliaryCNIChainName, readinessindicatorfile, ...). Unknown keys are ignored. For
+    ``multus-shim``, ``daemonSocketDir`` defaults to ``socketDir`` (the daemon's own) when given.
     ``cluster_network`` is the primary's path as the plugin will see it (the installer runs in a
     container where the host's ``/etc/cni/net.d`` is mounted elsewhere); default ``primary_path``.
     """
@@ -233,6 +234,14 @@ def build_multus_conf(
         if key == "logLevel" and value not in LOG_LEVELS:
             raise InvalidConfig(f"logLevel {value!r} must be one of {', '.join(LOG_LEVELS)}")
         plugin[key] = value
+    if plugin_type == "multus-shim" and "daemonSocketDir" not in plugin:
+        # The shim must look where the daemon listens: without this key it looks in /run/multus/
+        # whatever the daemon's socketDir (a Go Multus gap).
+        socket_dir = options.get("socketDir")
+        if socket_dir is not None and not isinstance(socket_dir, str):
+            raise InvalidConfig(f"socketDir must be a string, not {type(socket_dir).__name__}")
+        if socket_dir:
+            plugin["daemonSocketDir"] = socket_dir
     plugin["clusterNetwork"] = cluster_network or primary_path
 
     if parse_version(version) >= (1, 0, 0):

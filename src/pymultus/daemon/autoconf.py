@@ -154,6 +154,7 @@ class ConfigManager:
         # Like Go Multus thick mode, our conf carries the daemon's cniVersion even when the
         # primary's differs (the generator's forceCNIVersion means exactly "use cniVersion").
         options["forceCNIVersion"] = True
+        options["socketDir"] = conf.socket_dir  # the shim's daemonSocketDir unless set
         name, data = generate.build_multus_conf(primary, plugin_type="multus-shim", options=options)
         target = os.path.join(conf.cni_config_dir, name)
         changed = generate.write_atomically(target, data, mode=0o600)

@@ -248,3 +248,27 @@ def test_write_atomically_reports_changes_and_sets_the_mode(tmp_path: Path) -> N
     # Replaced by rename, never rewritten in place (a reader holding the old file keeps it intact).
     assert os.stat(path).st_ino != inode
     assert sorted(os.listdir(path.parent)) == ["00-multus.conf"]  # no temp file left behind
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"socketDir": "/run/pymultus/"}, "/run/pymultus/"),  # the daemon's own socketDir
+        ({"socketDir": "/run/pymultus/", "daemonSocketDir": "/srv/sock/"}, "/srv/sock/"),  # set wins
+        ({}, None),  # nothing known: the shim's default, /run/multus/
+    ],
+)
+def test_shim_daemon_socket_dir_defaults_to_the_daemon_socket_dir(
+    tmp_path: Path, options: dict[str, object], expected: str | None
+) -> None:
+    primary = write(tmp_path, "10-bridge.conf", BRIDGE)
+    _, data = build_multus_conf(str(primary), plugin_type="multus-shim", options=options)
+    assert json.loads(data).get("daemonSocketDir") == expected
+    _, thin = build_multus_conf(str(primary), plugin_type="multus", options={"socketDir": "/run/pymultus/"})
+    assert "daemonSocketDir" not in json.loads(thin)
+
+
+def test_socket_dir_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
+    primary = write(tmp_path, "10-bridge.conf", BRIDGE)
+    with pytest.raises(InvalidConfig, match="socketDir must be a string, not int"):
+        build_multus_conf(str(primary), plugin_type="multus-shim", options={"socketDir": 3})

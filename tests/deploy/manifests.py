@@ -17,7 +17,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-OVERLAYS = ("crd", "base", "thin", "thick", "examples", "uninstall")
+OVERLAYS = ("crd", "base", "thin", "thick", "examples", "uninstall", "policy")
 SUPPORTED_KUSTOMIZATION_KEYS = frozenset({"apiVersion", "kind", "resources", "images"})
 
 Doc = dict[str, Any]

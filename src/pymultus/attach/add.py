@@ -241,6 +241,7 @@ def _save(call: Call, attachments: list[Attachment]) -> None:
             "pod": {"namespace": call.pod_ref.namespace, "name": call.pod_ref.name, "uid": call.pod_ref.uid},
             "netns": call.request.netns,
             "ifname": call.request.ifname,
+            "cniPath": list(call.request.path),  # where a later hot-plug finds the same plugins
             "delegates": [attachment.to_record() for attachment in attachments],
         },
     )

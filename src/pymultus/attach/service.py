@@ -1,7 +1,8 @@
 """The one entry of the attach layer: thin plugin, thick daemon and CLI all call these.
 
 ``handle`` runs a pod-level command; ``handle_delegate`` serves the daemon's ``/delegate``
-hot-plug API (one network for a running pod, without touching network-status). Each command
+hot-plug API (one network for a running pod, without touching network-status; ADD and DEL share
+the code path of the daemon's own hot-plug, ``attach.hotplug``). Each command
 imports only the use case it runs: the CNI executables start twice per pod.
 """
 
@@ -88,12 +89,16 @@ def handle_delegate(
     if command == spec.STATUS:
         cni.get_status_network_list(attachment.network)
         return None
-    rt = runtime_conf(request, config, call.pod_ref, attachment)
-    if command == spec.ADD:
-        return cni.add_network_list(attachment.network, rt).to_version(config.cni_version)
-    if command == spec.DEL:
-        cni.del_network_list(attachment.network, rt)
+    if command in (spec.ADD, spec.DEL):
+        # The hot-plug code path (attach.hotplug): under the container lock, and recorded in the
+        # container's delegate list, so that the pod's DEL removes a hot-plugged network too.
+        from pymultus.attach import hotplug
+
+        if command == spec.ADD:
+            return hotplug.attach_one(config, deps, request, attachment)
+        hotplug.detach_one(config, deps, request, attachment)
         return None
+    rt = runtime_conf(request, config, call.pod_ref, attachment)
     if command == spec.CHECK:
         cni.check_network_list(attachment.network, rt)
         return None

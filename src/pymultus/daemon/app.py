@@ -31,6 +31,7 @@ from pymultus.daemon.service import CniService
 from pymultus.errors import INVALID_ENVIRONMENT, InvalidEnvironment
 
 if TYPE_CHECKING:
+    from pymultus.daemon.hotplug import HotplugController
     from pymultus.kube.dra import ClaimReader
 
 log = logging.getLogger("pymultus.daemon")
@@ -51,6 +52,7 @@ class Daemon:
         self._stopping = threading.Event()
         self._kube_client: object = None
         self._claims: ClaimReader | None = None
+        self.hotplug: HotplugController | None = None
 
     # -- assembly ----------------------------------------------------------------------------
 
@@ -70,6 +72,8 @@ class Daemon:
             metrics=self.metrics,
         )
         self.server.start()
+        if config.dynamic_networks and pods is not None:
+            self._start_hotplug(self.service)
         for informer in self.informers:
             informer.start()
         log.info(
@@ -78,6 +82,23 @@ class Daemon:
             config.socket_path,
             config.connection_limit,
         )
+
+    def _start_hotplug(self, service: CniService) -> None:
+        from pymultus.daemon.hotplug import HotplugController, multus_conf
+
+        overrides = self.config.request_overrides()
+        self.hotplug = HotplugController(
+            conf=lambda: multus_conf(lambda: self.manager.written, overrides),
+            deps=service.engine_deps,
+            metrics=self.metrics,
+            synced=lambda: all(informer.synced.is_set() for informer in self.informers),
+        )
+        self.hotplug.start()
+        log.info("dynamicNetworks: running pods follow their networks annotation (hot-plug)")
+
+    def _pod_changed(self, namespace: str, name: str) -> None:
+        if self.hotplug is not None:
+            self.hotplug.pod_changed(namespace, name)
 
     def _kube_sources(self) -> CachedPodSource | None:
         from pymultus.kube import auth
@@ -112,6 +133,7 @@ class Daemon:
             field_selector=f"spec.nodeName={self.node_name}",
             on_count=self.metrics.cache_objects,
             on_restart=self.metrics.watch_restart,
+            on_change=self._pod_changed if config.dynamic_networks else None,
         )
         nads = Informer(
             "nads",
@@ -216,6 +238,8 @@ class Daemon:
             self.server.close()
         for informer in self.informers:
             informer.stop()
+        if self.hotplug is not None:
+            self.hotplug.stop()
         self.manager.stop()
         self.metrics.close()
         log.info("pymultus daemon stopped (the generated CNI configuration is kept)")

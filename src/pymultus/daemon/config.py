@@ -89,6 +89,7 @@ class DaemonConfig:
         "connection_limit",
         "daemon_socket_dir",
         "delegate_timeout",
+        "dynamic_networks",
         "enable_pprof",
         "force_cni_version",
         "kubeconfig",
@@ -133,6 +134,7 @@ class DaemonConfig:
     readiness_indicator_file: str
     readiness_wait: float
     delegate_timeout: float
+    dynamic_networks: bool
     shutdown_timeout: float
     kubeconfig: str
     raw: dict[str, object]
@@ -213,6 +215,8 @@ def parse_daemon_config(data: bytes, *, source: str = "<daemon-config>") -> Daem
     conf.delegate_timeout = reader.seconds("delegateTimeout", DEFAULT_DELEGATE_TIMEOUT)
     conf.shutdown_timeout = reader.seconds("shutdownTimeout", DEFAULT_SHUTDOWN_TIMEOUT)
     conf.kubeconfig = reader.path("kubeconfig", "")
+    # Hot-plug (docs/hotplug.md): reconcile running pods when their networks annotation changes.
+    conf.dynamic_networks = reader.boolean("dynamicNetworks", False)
     if conf.auto and not conf.cni_version:
         reader.fail("cniVersion", 'is required when "multusConfigFile" is "auto"')
     for key in ("capabilities", "logOptions"):

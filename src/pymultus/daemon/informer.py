@@ -112,6 +112,7 @@ class Informer:
         field_selector: str = "",
         on_count: Callable[[str, int], None] | None = None,
         on_restart: Callable[[str], None] | None = None,
+        on_change: Callable[[str, str], None] | None = None,
         page_size: int = PAGE_SIZE,
         watch_timeout: int = WATCH_TIMEOUT,
     ) -> None:
@@ -128,6 +129,8 @@ class Informer:
         self._store: dict[tuple[str, str], KubeObject] = {}
         self._on_count = on_count
         self._on_restart = on_restart
+        # Told (namespace, name) of each object a watch event changes, ("", "") after a LIST.
+        self._on_change = on_change
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -215,6 +218,8 @@ class Informer:
         self.resource_version = resource_version
         self.lists += 1
         self._count()
+        if self._on_change is not None:
+            self._on_change("", "")
         if not self.synced.is_set():
             log.info("%s cache synced with %d objects", self.kind, len(store))
         self.synced.set()
@@ -249,6 +254,8 @@ class Informer:
             elif kind == "DELETED":
                 self._store.pop(key, None)
             self._count()
+            if self._on_change is not None:
+                self._on_change(*key)
 
     def _count(self) -> None:
         if self._on_count is not None:

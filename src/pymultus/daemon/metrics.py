@@ -14,6 +14,10 @@ together with the docs.
   ``shutting_down``)
 * ``pymultus_cache_objects{kind}`` — objects in the informer caches (pods, nads)
 * ``pymultus_watch_restarts_total{kind}`` — watch reconnects and re-lists
+* ``pymultus_hotplug_reconciles_total{result}`` / ``pymultus_hotplug_duration_seconds{result}`` —
+  hot-plug reconciles of one pod (``dynamicNetworks``) by result: ``changed``, ``unchanged``,
+  ``error`` (retried with back-off), ``refused`` (a code-7 problem, told in a Warning event)
+* ``pymultus_hotplug_interfaces_total{change}`` — interfaces hot-plugged (``added``, ``removed``)
 """
 
 from __future__ import annotations
@@ -48,6 +52,12 @@ class NullMetrics:
         pass
 
     def watch_restart(self, kind: str) -> None:
+        pass
+
+    def hotplug(self, result: str, seconds: float) -> None:
+        pass
+
+    def hotplug_interface(self, change: str) -> None:
         pass
 
     def close(self) -> None:
@@ -105,6 +115,25 @@ class PrometheusMetrics(NullMetrics):
             ["kind"],
             registry=self.registry,
         )
+        self._hotplug = prom.Counter(
+            "pymultus_hotplug_reconciles_total",
+            "Hot-plug reconciles of one pod, by result (changed, unchanged, error, refused).",
+            ["result"],
+            registry=self.registry,
+        )
+        self._hotplug_duration = prom.Histogram(
+            "pymultus_hotplug_duration_seconds",
+            "Time of one hot-plug reconcile of a pod.",
+            ["result"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self._hotplug_interfaces = prom.Counter(
+            "pymultus_hotplug_interfaces_total",
+            "Interfaces hot-plugged into running pods (added) or out of them (removed).",
+            ["change"],
+            registry=self.registry,
+        )
         prom.ProcessCollector(registry=self.registry)
         # All interfaces by default, like Go Multus's metrics listener (Prometheus scrapes the node).
         bind = address or "0.0.0.0"  # noqa: S104
@@ -135,6 +164,13 @@ class PrometheusMetrics(NullMetrics):
 
     def watch_restart(self, kind: str) -> None:
         self._restarts.labels(kind=kind).inc()
+
+    def hotplug(self, result: str, seconds: float) -> None:
+        self._hotplug.labels(result=result).inc()
+        self._hotplug_duration.labels(result=result).observe(seconds)
+
+    def hotplug_interface(self, change: str) -> None:
+        self._hotplug_interfaces.labels(change=change).inc()
 
     def close(self) -> None:
         if self._server is not None:

@@ -98,6 +98,10 @@ class CniService:
             device_allocator=self._devices if self.claims is not None else None,
         )
 
+    def engine_deps(self) -> Any:
+        """The engine's dependencies for work of the daemon's own (hot-plug), not of a request."""
+        return self._deps({})
+
     def _devices(self, pod_ref: PodRef) -> DeviceAllocator:
         from pymultus.kube.devices import DeviceAllocator
 

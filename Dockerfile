@@ -5,13 +5,13 @@
 #   docker build -t pymultus:0.1.0 .
 #
 # One command, with any builder (BuildKit or the classic one; no `# syntax=` line, so BuildKit
-# needs no frontend image). Behind a TLS-intercepting proxy, give pip the proxy's CA:
+# needs no frontend image). Behind a TLS-intercepting proxy, give pip the proxy's CA (one or
+# more PEM certificates; trusted in the build stages only, never in the final image):
 #   docker build --build-arg EXTRA_CA_CERTS="$(cat proxy-ca.pem)" -t pymultus:0.1.0 .
-# (the certificates are trusted in the build stages only, never in the final image).
 #
 # Nothing is downloaded except through the package registries' own clients (apt, pip).
 # tests/deploy/test_dockerfile.py checks this file's structure; tests/image builds it
-# (scripts/image.sh) from a Debian 12 base made locally with mmdebstrap.
+# (scripts/image.sh, with EXTRA_CA_CERTS) from a Debian 12 base made locally with mmdebstrap.
 
 # Debian's own python3 (3.11 on bookworm): the same CPython a Debian 12 node has, and the one
 # the self-contained bundle is made from. Any Debian 12 based image works; one that already has
@@ -28,7 +28,10 @@ RUN if ! python -c 'import ensurepip, pip, venv' 2>/dev/null; then \
      && rm -rf /var/lib/apt/lists/*; \
     fi \
  && if [ -n "$EXTRA_CA_CERTS" ]; then \
-        printf '%s\n' "$EXTRA_CA_CERTS" >/usr/local/share/ca-certificates/pymultus-build.crt \
+        printf '%s\n' "$EXTRA_CA_CERTS" >/tmp/extra-ca.pem \
+     && csplit --quiet --elide-empty-files --prefix /usr/local/share/ca-certificates/pymultus-build- \
+            --suffix-format '%02d.crt' /tmp/extra-ca.pem '/-----BEGIN CERTIFICATE-----/' '{*}' \
+     && rm /tmp/extra-ca.pem \
      && update-ca-certificates; \
     fi
 

@@ -9,8 +9,8 @@
 #   bash scripts/image.sh            build (or reuse) the archive; its path is the last line
 #
 # Cached in $PYMULTUS_IMAGE_CACHE (default /var/cache/pymultus-image), keyed by content:
-#   base-<key>.tar      the mmdebstrap base: key = package list + the host's extra CA certs
-#   pymultus-<key>.tar  the image: key = base key + Dockerfile + build context
+#   base-<key>.tar      the mmdebstrap base: key = its package list
+#   pymultus-<key>.tar  the image: key = base key + Dockerfile + build context + extra CA certs
 # so a second run with nothing changed takes a second, and a source change rebuilds from the
 # cached base (~20 s). Old archives are removed. Nothing else is left behind: dockerd, its data
 # root, exec root, socket and containers are removed on exit, even on failure.
@@ -44,17 +44,19 @@ seconds_since() { # $1: a start time from date +%s%N; prints seconds with one de
 
 # ---- the base: Debian 12 with Debian's python3, venv and pip -----------------------------------
 base_packages=python3,python3-venv,python3-pip,python-is-python3,ca-certificates
+base_key=$(echo "mmdebstrap apt bookworm $base_packages merged-usr nodocs v2" | sha256sum | cut -c1-16)
+# The host's extra CA certificates (Debian's local CA dir): TLS to the package registries may be
+# re-signed by a CA only the host trusts, so pip inside the build must trust them too. They go
+# in as the Dockerfile's EXTRA_CA_CERTS build argument, the way a user behind such a proxy builds.
 extra_cas=(/usr/local/share/ca-certificates/*.crt)
 [ -e "${extra_cas[0]}" ] || extra_cas=()
-base_key=$( {
-  echo "mmdebstrap apt bookworm $base_packages merged-usr nodocs v1"
-  [ ${#extra_cas[@]} -eq 0 ] || cat "${extra_cas[@]}"
-} | sha256sum | cut -c1-16)
+extra_ca_pem=$([ ${#extra_cas[@]} -eq 0 ] || cat "${extra_cas[@]}")
 base_tar="$cache/base-$base_key.tar"
 
 # ---- the image key: base + Dockerfile + the build context (what .dockerignore lets in) ----------
 image_key=$( {
   echo "$base_key"
+  echo "$extra_ca_pem"
   cat Dockerfile .dockerignore
   find pyproject.toml README.md src -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 |
     LC_ALL=C sort -z | xargs -0 sha256sum
@@ -95,9 +97,7 @@ if [ ! -f "$base_tar" ]; then
   echo "image: making the base $base_tar with mmdebstrap" >&2
   start=$(date +%s%N)
   # The machine's own apt sources; Check-Valid-Until off for snapshot mirrors (the option stays
-  # in the base, so the Dockerfile's apt-get update works against the same mirror). The host's
-  # extra CA certificates go into the base's trust store: TLS to the package registries may be
-  # re-signed by a CA only the host trusts, and pip inside the build needs to trust it too.
+  # in the base, so the Dockerfile's apt-get update works against the same mirror).
   sources=/etc/apt/sources.list.d/debian.sources
   [ -f "$sources" ] || sources=/etc/apt/sources.list
   mmdebstrap --variant=apt --mode=root --format=tar --quiet \
@@ -108,7 +108,6 @@ if [ ! -f "$base_tar" ]; then
     --dpkgopt='path-exclude=/usr/share/locale/*' \
     --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-    --customize-hook='for f in /usr/local/share/ca-certificates/*.crt; do [ ! -e "$f" ] || cp "$f" "$1/usr/local/share/ca-certificates/"; done; chroot "$1" update-ca-certificates >/dev/null' \
     bookworm "$cache/.base.partial" - <"$sources" >&2
   mv "$cache/.base.partial" "$base_tar"
   echo "image: base made in $(seconds_since "$start") s ($(($(stat -c %s "$base_tar") >> 20)) MiB)" >&2
@@ -137,7 +136,8 @@ done
 "$docker_bin" import "$base_tar" pymultus-base:local >/dev/null
 echo "image: building $tag (classic builder, --network host)" >&2
 start=$(date +%s%N)
-"$docker_bin" build --network host --build-arg BASE_IMAGE=pymultus-base:local -t "$tag" . >&2
+"$docker_bin" build --network host --build-arg BASE_IMAGE=pymultus-base:local \
+  --build-arg EXTRA_CA_CERTS="$extra_ca_pem" -t "$tag" . >&2
 build_s=$(seconds_since "$start")
 "$docker_bin" save -o "$cache/.image.partial" "$tag"
 size=$("$docker_bin" image inspect -f '{{.Size}}' "$tag")

@@ -1,0 +1,260 @@
+"""Hot-plug (``dynamicNetworks``, issue 15) end to end: the real daemon, the real multus-shim,
+real plugins in real network namespaces, and the fake API server whose pod annotation changes.
+
+Each test ADDs a pod through the shim (as the runtime would), then edits the pod's networks
+annotation on the API server and waits for the daemon to bring the netns in line.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import signal
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakeapi import PODS, FakeApiServer
+from tests.integration.test_daemon_kube import wait_until
+from tests.integration.test_shim_daemon import Node, make_node
+from tests.support.daemon import PLUGIN_DIR, run_shim
+from tests.support.netns import Netns, delete_host_link, netns, unique_name
+
+pytestmark = pytest.mark.netns
+
+NETWORKS = "k8s.v1.cni.cncf.io/networks"
+NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
+
+
+class HotplugNode:
+    """A node whose daemon hot-plugs, three bridge NADs (nad1..nad3) and a slow one."""
+
+    def __init__(self, root: Path, api: FakeApiServer, **daemon_keys: object) -> None:
+        self.api = api
+        kubeconfig = api.write_kubeconfig(root / "kubeconfig")
+        self.node: Node = make_node(
+            root / "node", 1, kubeconfig=str(kubeconfig), dynamicNetworks=True, **daemon_keys
+        )
+        self.node.daemon.env["MULTUS_NODE_NAME"] = "node1"
+        self.ipam: dict[str, Path] = {}
+        octet = random.randint(100, 250)
+        for index in range(1, 4):
+            self._bridge_nad(f"nad{index}", "bridge", f"10.{octet}.{index + 10}.0/24")
+        # A plugin that takes seconds to ADD: a CNI DEL can come while a hot-plug runs.
+        self.slow_bin = root / "slowbin"
+        self.slow_bin.mkdir()
+        self.slow_mark = root / "slow-started"
+        script = self.slow_bin / "slowbridge"
+        script.write_text(
+            "#!/bin/sh\n"
+            f'if [ "$CNI_COMMAND" = ADD ]; then echo $$ > {self.slow_mark}; sleep 30; fi\n'
+            f"exec {PLUGIN_DIR}/bridge\n"
+        )
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+        self._bridge_nad("slow", "slowbridge", f"10.{octet}.20.0/24")
+
+    def _bridge_nad(self, name: str, plugin: str, subnet: str) -> None:
+        bridge = unique_name("pmh")
+        self.node.bridges.append(bridge)
+        ipam_dir = self.node.root / f"ipam-{name}"
+        self.node.ipam_dirs.append(ipam_dir)
+        self.ipam[name] = ipam_dir
+        conf = {
+            "cniVersion": "0.3.1",
+            "name": f"{name}-{bridge}",
+            "type": plugin,
+            "bridge": bridge,
+            "ipam": {"type": "host-local", "subnet": subnet, "dataDir": str(ipam_dir)},
+        }
+        self.api.create_nad("default", name, conf)
+
+    # -- the pod -------------------------------------------------------------------------------
+
+    def add_pod(self, ns: Netns, name: str, networks: str) -> tuple[str, dict[str, str]]:
+        pod = self.api.create_pod("default", name, annotations={NETWORKS: networks} if networks else None)
+        cid = unique_name("cid")
+        env = self.node.env(ns, cid, name)
+        env["CNI_ARGS"] += f";K8S_POD_UID={pod['metadata']['uid']}"
+        env["CNI_PATH"] = f"{self.slow_bin}:{PLUGIN_DIR}"
+        code, result, err = run_shim(self.node.shim, "ADD", self.node.conf(), env=env)
+        assert code == 0, (result, err, self.node.daemon.output()[-3000:])
+        return cid, env
+
+    def delete(self, env: dict[str, str]) -> None:
+        code, result, err = run_shim(self.node.shim, "DEL", self.node.conf(), env=env)
+        assert code == 0, (result, err, self.node.daemon.output()[-3000:])
+
+    def set_networks(self, name: str, networks: str | list[dict[str, object]] | None) -> None:
+        pod = copy.deepcopy(self.api.get_pod("default", name))
+        assert pod is not None
+        annotations = pod["metadata"].setdefault("annotations", {})  # type: ignore[union-attr]
+        if networks is None:
+            annotations.pop(NETWORKS, None)
+        else:
+            annotations[NETWORKS] = networks if isinstance(networks, str) else json.dumps(networks)
+        self.api.store.replace(PODS, "default", name, pod)
+
+    def status_interfaces(self, name: str) -> list[str]:
+        pod = self.api.get_pod("default", name) or {}
+        value = (pod.get("metadata") or {}).get("annotations", {}).get(NETWORK_STATUS)  # type: ignore[attr-defined]
+        return [str(entry.get("interface")) for entry in json.loads(value)] if value else []
+
+    def events(self, name: str, reason: str) -> list[str]:
+        return [
+            str(e.get("message")) for e in self.api.events_for("default", name) if e.get("reason") == reason
+        ]
+
+    def slow_started(self) -> bool:
+        return self.slow_mark.exists() and self.slow_mark.read_text().strip().isdigit()
+
+    def leases(self, nad: str) -> list[str]:
+        directory = self.ipam[nad]
+        return [str(p) for p in directory.rglob("*") if p.is_file() and p.name[0].isdigit()]
+
+    def wait_links(self, ns: Netns, expected: set[str], what: str) -> None:
+        wait_until(lambda: set(ns.links()) - {"lo"} == expected, timeout=20, what=what)
+
+
+@pytest.fixture
+def hp(tmp_path: Path) -> Iterator[HotplugNode]:
+    with FakeApiServer(tmp_path / "api") as api:
+        hot = HotplugNode(tmp_path, api)
+        try:
+            hot.node.daemon.start(wait="readyz")
+            yield hot
+        finally:
+            hot.node.daemon.stop()
+            for bridge in hot.node.bridges:
+                delete_host_link(bridge)
+
+
+def _eth0(ns: Netns) -> tuple[object, object, list[str]]:
+    link = ns.links()["eth0"]
+    return link.get("ifindex"), link.get("address"), ns.addresses("eth0")
+
+
+def test_added_network_appears_and_removed_one_goes_with_its_lease(hp: HotplugNode) -> None:
+    with netns() as ns:
+        cid, env = hp.add_pod(ns, "web", "nad1")
+        assert set(ns.links()) - {"lo"} == {"eth0", "net1"}
+        eth0 = _eth0(ns)
+
+        hp.set_networks("web", "nad1,nad2")
+        hp.wait_links(ns, {"eth0", "net1", "net2"}, "net2 hot-plugged")
+        wait_until(lambda: hp.status_interfaces("web") == ["eth0", "net1", "net2"], what="network-status")
+        wait_until(lambda: any("net2" in m for m in hp.events("web", "AddedInterface")), what="event")
+        assert hp.leases("nad2") and ns.addresses("net2")
+
+        # An explicit name, and removing the first network: net2 keeps its name.
+        hp.set_networks("web", [{"name": "nad2"}, {"name": "nad3", "interface": "hp0"}])
+        hp.wait_links(ns, {"eth0", "net2", "hp0"}, "nad1 detached, nad3 attached as hp0")
+        wait_until(lambda: hp.leases("nad1") == [], what="the lease of nad1 released")
+        wait_until(lambda: hp.status_interfaces("web") == ["eth0", "net2", "hp0"], what="network-status")
+        wait_until(lambda: any("net1" in m for m in hp.events("web", "RemovedInterface")), what="event")
+
+        # nad1 comes back under the smallest free netN.
+        hp.set_networks("web", "nad2,nad1,nad3@hp0")
+        hp.wait_links(ns, {"eth0", "net1", "net2", "hp0"}, "nad1 back as net1")
+        assert _eth0(ns) == eth0  # the cluster network was never touched
+
+        # Everything goes: the annotation removed.
+        hp.set_networks("web", None)
+        hp.wait_links(ns, {"eth0"}, "all secondary networks detached")
+        wait_until(lambda: hp.status_interfaces("web") == ["eth0"], what="network-status of eth0 only")
+        for nad in ("nad1", "nad2", "nad3"):
+            assert hp.leases(nad) == []
+        assert _eth0(ns) == eth0
+
+        hp.set_networks("web", "nad3")
+        hp.wait_links(ns, {"eth0", "net1"}, "nad3 attached")
+        hp.delete(env)  # the pod's DEL removes the hot-plugged network too
+        assert set(ns.links()) - {"lo"} == set()
+        assert hp.node.leases() == []
+        assert hp.node.cache_files(cid) == []
+
+
+@pytest.mark.parametrize(
+    ("networks", "why"),
+    [
+        ("nad1,missing", "missing"),
+        ("nad1,other/nad2", "namespace isolation"),
+        ([{"name": "nad1"}, {"name": "nad2", "interface": "eth0"}], "eth0"),
+        ("nad1,nad2@net1", "net1"),
+    ],
+)
+def test_invalid_or_forbidden_addition_leaves_the_pod_as_it_was(
+    tmp_path: Path, networks: str | list[dict[str, object]], why: str
+) -> None:
+    with FakeApiServer(tmp_path / "api") as api:
+        hot = HotplugNode(tmp_path, api, namespaceIsolation=True)
+        api.create_nad("other", "nad2", {"cniVersion": "0.3.1", "name": "x", "type": "bridge"})
+        try:
+            hot.node.daemon.start(wait="readyz")
+            with netns() as ns:
+                cid, env = hot.add_pod(ns, "web", "nad1")
+                before = hot.status_interfaces("web")
+                hot.set_networks("web", networks)
+                wait_until(lambda: hot.events("web", "HotplugFailed"), what="a Warning event")
+                warning = hot.events("web", "HotplugFailed")[0]
+                assert why in warning, warning
+                assert set(ns.links()) - {"lo"} == {"eth0", "net1"}
+                assert hot.status_interfaces("web") == before
+                assert hot.leases("nad2") == []
+                hot.delete(env)
+                assert hot.node.leases() == [] and hot.node.cache_files(cid) == []
+        finally:
+            hot.node.daemon.stop()
+            for bridge in hot.node.bridges:
+                delete_host_link(bridge)
+
+
+def test_change_made_while_the_daemon_was_down_is_applied_after_restart(hp: HotplugNode) -> None:
+    with netns() as ns:
+        cid, env = hp.add_pod(ns, "web", "nad1")
+        hp.node.daemon.stop()
+        hp.set_networks("web", "nad2")
+        hp.node.daemon.start(wait="readyz")
+        hp.wait_links(ns, {"eth0", "net2"}, "nad1 replaced by nad2 after the restart")
+        wait_until(lambda: hp.leases("nad1") == [], what="the lease of nad1 released")
+        wait_until(lambda: hp.status_interfaces("web") == ["eth0", "net2"], what="network-status")
+        hp.delete(env)
+        assert hp.node.leases() == [] and hp.node.cache_files(cid) == []
+
+
+def test_daemon_killed_during_a_hotplug_leaves_what_the_next_one_finishes(hp: HotplugNode) -> None:
+    with netns() as ns:
+        cid, env = hp.add_pod(ns, "web", "nad1")
+        hp.set_networks("web", "nad1,slow")
+        wait_until(hp.slow_started, what="the slow delegate started")
+        # SIGKILL, with its delegate (a DaemonSet pod's container dies with its processes): the
+        # delegate list still names the half-added network.
+        hp.node.daemon.kill()
+        os.killpg(int(hp.slow_mark.read_text()), signal.SIGKILL)
+        hp.set_networks("web", "nad1")  # and the network is no longer wanted
+        hp.node.daemon.start(wait="readyz")
+        wait_until(lambda: hp.leases("slow") == [], what="the interrupted attachment deleted")
+        hp.wait_links(ns, {"eth0", "net1"}, "only nad1")
+        wait_until(
+            lambda: "finishing an interrupted hot-plug" in hp.node.daemon.output(), what="the pending item"
+        )
+        hp.delete(env)
+        assert hp.node.leases() == [] and hp.node.cache_files(cid) == []
+
+
+def test_pod_deleted_during_a_hotplug_leaves_nothing(hp: HotplugNode) -> None:
+    with netns() as ns:
+        cid, env = hp.add_pod(ns, "web", "nad1")
+        hp.set_networks("web", "nad1,slow")
+        wait_until(hp.slow_started, what="the slow delegate started")
+        hp.delete(env)  # the CNI DEL wins: it stops the hot-plug and deletes everything
+        hp.api.delete_pod("default", "web")
+        assert "busy; waiting (stopping its ADD)" in hp.node.daemon.output()
+        assert set(ns.links()) - {"lo"} == set()
+        assert hp.node.leases() == []
+        assert hp.node.cache_files(cid) == []
+        locks = hp.node.cache_dir / "locks"
+        assert not locks.exists() or list(locks.iterdir()) == []

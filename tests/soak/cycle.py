@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import threading
 import time
 
 from tests.soak import checks
 from tests.soak.checks import Tally
-from tests.soak.rig import NAMESPACE, Outcome, Rig
+from tests.soak.rig import CALL_TIMEOUT, NAMESPACE, Outcome, Rig
 
 DEL_ATTEMPTS = 5  # a runtime retries a failed DEL; after this many the pod counts as stuck
 DEL_RETRY_PAUSE = 0.2
@@ -80,8 +81,17 @@ class Cycle:
 
     # -- calls --------------------------------------------------------------------------------
 
+    def launch(self, command: str) -> subprocess.Popen[bytes]:
+        return self.rig.launch(command, self.pod, self.uid, self.cid, self.netns)
+
+    def finish(self, proc: subprocess.Popen[bytes], command: str) -> Outcome:
+        outcome = self.rig.finish(proc)
+        if outcome.code == "hung":
+            self.violate("call-hung", f"{command} did not finish in {CALL_TIMEOUT} s (killed)")
+        return outcome
+
     def call(self, command: str) -> Outcome:
-        return self.rig.call(command, self.pod, self.uid, self.cid, self.netns)
+        return self.finish(self.launch(command), command)
 
     def record_add(self, outcome: Outcome) -> Outcome:
         self.tally.add_codes[(self.mode, self.fault, outcome.code)] += 1
@@ -95,6 +105,8 @@ class Cycle:
         self.deleted = True
         outcome = Outcome("none")
         for attempt in range(DEL_ATTEMPTS):
+            if self.rig.stop.is_set():
+                return outcome
             if attempt:
                 self.tally.del_retries[self.mode] += 1
                 time.sleep(DEL_RETRY_PAUSE)
@@ -124,6 +136,8 @@ class Cycle:
             )
 
     def check_final(self) -> None:
+        if self.rig.stop.is_set():
+            return  # interrupted: the rig's clean-up removes everything, nothing is counted
         pids = self.wait_for_processes()
         if pids:
             self.violate("delegate-process-left", "; ".join(checks.describe(p) for p in pids))
@@ -190,33 +204,33 @@ class Cycle:
     def _kill_mid_add(self) -> None:
         """containerd's CNI timeout: SIGKILL of the plugin process only, then DEL at once."""
         self.rig.set_delegate_action(self.cid, f"sleep {SLOW_DELEGATE}")
-        proc = self.rig.launch("ADD", self.pod, self.uid, self.cid, self.netns)
+        proc = self.launch("ADD")
         delay = self.rng.uniform(0.02, SLOW_DELEGATE + 0.1)  # before, during or after net1
         self.note = f"multus killed {delay:.2f} s into the ADD"
         time.sleep(delay)
         proc.kill()
-        self.record_add(self.rig.finish(proc))
+        self.record_add(self.finish(proc, "ADD"))
 
     def _kill_mid_del(self) -> None:
         """The runtime's timeout hits a DEL: SIGKILL, then the DEL is retried."""
         self.check_after_add(self.add())
-        proc = self.rig.launch("DEL", self.pod, self.uid, self.cid, self.netns)
+        proc = self.launch("DEL")
         delay = self.rng.uniform(0.0, 0.2)
         self.note = f"killed {delay:.2f} s into the DEL"
         time.sleep(delay)
         proc.kill()
-        self.rig.finish(proc)
+        self.finish(proc, "DEL")
         self.tally.del_calls[self.mode] += 1
 
     def _del_during_add(self) -> None:
         """A DEL arrives while the ADD is still running (the runtime gave up on the pod)."""
         self.rig.set_delegate_action(self.cid, f"sleep {SLOW_DELEGATE}")
-        proc = self.rig.launch("ADD", self.pod, self.uid, self.cid, self.netns)
+        proc = self.launch("ADD")
         delay = self.rng.uniform(0.02, SLOW_DELEGATE + 0.1)
         self.note = f"DEL {delay:.2f} s into the ADD"
         time.sleep(delay)
         self.delete()
-        self.record_add(self.rig.finish(proc))
+        self.record_add(self.finish(proc, "ADD"))
 
     def _uid_mismatch(self) -> None:
         """The pod was deleted and re-created under the same name: the runtime's UID is the old one."""
@@ -232,23 +246,23 @@ class Cycle:
     def _daemon_kill_during_add(self) -> None:
         slow = self.rng.choice([0, SLOW_DELEGATE])
         self.rig.set_delegate_action(self.cid, f"sleep {slow}")
-        proc = self.rig.launch("ADD", self.pod, self.uid, self.cid, self.netns)
+        proc = self.launch("ADD")
         delay = self.rng.uniform(0.02, 1.0)
         self.note = f"daemon killed {delay:.2f} s into the ADD, net1 delegate sleeping {slow} s"
         time.sleep(delay)
         self.rig.kill_daemon()
         self.rig.restart_daemon()
-        self.record_add(self.rig.finish(proc))
+        self.record_add(self.finish(proc, "ADD"))
 
     def _daemon_kill_during_del(self) -> None:
         self.check_after_add(self.add())
-        proc = self.rig.launch("DEL", self.pod, self.uid, self.cid, self.netns)
+        proc = self.launch("DEL")
         delay = self.rng.uniform(0.0, 0.2)
         self.note = f"daemon killed {delay:.2f} s into the DEL"
         time.sleep(delay)
         self.rig.kill_daemon()
         self.rig.restart_daemon()
-        self.rig.finish(proc)
+        self.finish(proc, "DEL")
         self.tally.del_calls[self.mode] += 1
 
     def _daemon_kill_between(self) -> None:

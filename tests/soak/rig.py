@@ -16,6 +16,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +30,7 @@ NAMESPACE = "soak"
 NODE_NAME = "node1"
 WRAPPED_TYPE = "pmsoakbr"  # the wrapper plugin's type: it execs ``bridge``
 DELEGATE_TIMEOUT = 1.5  # seconds; a "hang" sleeps far beyond it
-CALL_TIMEOUT = 90.0  # a call taking longer is recorded as hung (the harness's own limit)
+CALL_TIMEOUT = 30.0  # a call taking longer is killed and counted as hung (20 x the delegate timeout)
 
 # The wrapper reads ``<ctl>/<containerID>`` on ADD: "fail <code>" or "sleep <seconds>" (a hang
 # when longer than the delegate timeout; a slow ADD to kill mid-way when shorter).
@@ -80,6 +82,7 @@ class Rig:
         self.networks: list[str] = []  # CNI network names (host-local dataDir subdirs)
         self.conf_path = root / "stdin.conf"  # what the runtime writes to the plugin's stdin
         self._netns: set[str] = set()
+        self.stop = threading.Event()  # set on Ctrl-C: calls in flight are killed, the run ends
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -228,15 +231,21 @@ class Rig:
                 start_new_session=True,
             )
 
-    @staticmethod
-    def finish(proc: subprocess.Popen[bytes], timeout: float = CALL_TIMEOUT) -> Outcome:
-        """Wait for a launched call; "hung" (and killed) past ``timeout``."""
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
+    def finish(self, proc: subprocess.Popen[bytes], timeout: float = CALL_TIMEOUT) -> Outcome:
+        """Wait for a launched call; "hung" (and killed) past ``timeout``, "stopped" (and
+        killed) when the soak is interrupted meanwhile."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                out, err = proc.communicate(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() < deadline and not self.stop.is_set():
+                    continue
             proc.kill()
             out, err = proc.communicate()
-            return Outcome("hung", out.decode(errors="replace"), err.decode(errors="replace"))
+            code = "stopped" if self.stop.is_set() else "hung"
+            return Outcome(code, out.decode(errors="replace"), err.decode(errors="replace"))
         stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
         if proc.returncode == -signal.SIGKILL:
             return Outcome("killed", stdout, stderr)

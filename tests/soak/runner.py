@@ -36,6 +36,8 @@ def soak(
     weights = [NO_FAULT_WEIGHT if k == "none" else 1 for k in kinds]
     root = Path(tempfile.mkdtemp(prefix=f"pmsoak-{mode}-"))
     rig = Rig(mode, root, rng)
+    if stop is not None:
+        rig.stop = stop
     started = time.monotonic()
     try:
         rig.start()

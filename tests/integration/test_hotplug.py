@@ -36,9 +36,8 @@ class HotplugNode:
     def __init__(self, root: Path, api: FakeApiServer, **daemon_keys: object) -> None:
         self.api = api
         kubeconfig = api.write_kubeconfig(root / "kubeconfig")
-        self.node: Node = make_node(
-            root / "node", 1, kubeconfig=str(kubeconfig), dynamicNetworks=True, **daemon_keys
-        )
+        keys: dict[str, object] = {"dynamicNetworks": True, **daemon_keys}
+        self.node: Node = make_node(root / "node", 1, kubeconfig=str(kubeconfig), **keys)
         self.node.daemon.env["MULTUS_NODE_NAME"] = "node1"
         self.ipam: dict[str, Path] = {}
         octet = random.randint(100, 250)
@@ -184,6 +183,8 @@ def test_added_network_appears_and_removed_one_goes_with_its_lease(hp: HotplugNo
         ("nad1,other/nad2", "namespace isolation"),
         ([{"name": "nad1"}, {"name": "nad2", "interface": "eth0"}], "eth0"),
         ("nad1,nad2@net1", "net1"),
+        # Changed parameters of a running attachment are refused, not re-created (docs/hotplug.md).
+        ([{"name": "nad1", "mac": "02:00:00:00:00:42"}], "is attached with other"),
     ],
 )
 def test_invalid_or_forbidden_addition_leaves_the_pod_as_it_was(
@@ -258,3 +259,47 @@ def test_pod_deleted_during_a_hotplug_leaves_nothing(hp: HotplugNode) -> None:
         assert hp.node.cache_files(cid) == []
         locks = hp.node.cache_dir / "locks"
         assert not locks.exists() or list(locks.iterdir()) == []
+
+
+def test_delegate_api_shares_the_code_path_and_the_pods_del_removes_it(tmp_path: Path) -> None:
+    """``/delegate`` ADD into a pod pymultus attached is recorded in its delegate list: the pod's
+    own DEL then removes it and releases its lease (before, the lease leaked). Without
+    dynamicNetworks: with it, the annotation decides and a reconcile would remove the network."""
+    with FakeApiServer(tmp_path / "api") as api:
+        hot = HotplugNode(tmp_path, api, dynamicNetworks=False)
+        try:
+            hot.node.daemon.start(wait="readyz")
+            _delegate_add_then_pod_del(hot)
+        finally:
+            hot.node.daemon.stop()
+            for bridge in hot.node.bridges:
+                delete_host_link(bridge)
+
+
+def _delegate_add_then_pod_del(hp: HotplugNode) -> None:
+    from pymultus.daemon import wire
+
+    bridge = unique_name("pmh")
+    hp.node.bridges.append(bridge)
+    ipam = hp.node.root / "delegate-ipam"
+    conf = {
+        "cniVersion": "0.3.1",
+        "name": "by-delegate",
+        "type": "bridge",
+        "bridge": bridge,
+        "ipam": {"type": "host-local", "subnet": "10.233.9.0/24", "dataDir": str(ipam)},
+    }
+    hp.node.ipam_dirs.append(ipam)
+    with netns() as ns:
+        cid, env = hp.add_pod(ns, "web", "")
+        request = dict(env, CNI_COMMAND="ADD", CNI_IFNAME="net7")
+        status, answer = hp.node.daemon.request(
+            "POST", "/delegate", wire.encode_request(request, json.dumps(conf).encode(), {})
+        )
+        assert status == 200, answer
+        assert "net7" in ns.links()
+        saved = json.loads((hp.node.cache_dir / cid).read_text())
+        assert [item["ifname"] for item in saved["delegates"]] == ["eth0", "net7"]
+        hp.delete(env)
+        assert set(ns.links()) - {"lo"} == set()
+        assert hp.node.leases() == [] and hp.node.cache_files(cid) == []

@@ -17,6 +17,9 @@ and is usable by hand on a node. It
    sorts first* (Go Multus keeps its first choice: multus#1499); SIGTERM stops it cleanly;
 4. records everything in ``<cni-bin-dir>/.pymultus-install.json`` for ``uninstall``.
 
+The thin-mode files are written by ``install_conf``, the token by ``install_kubeconfig``;
+``uninstall`` and ``install --check`` (readiness) live in ``install_check``.
+
 Paths: the installer normally runs in a pod with the host's dirs mounted under ``/host``, but the
 launchers and the generated conf are read *on the host*. ``--cni-bin-dir-host`` and
 ``--cni-conf-dir-host`` give the host's view; by default a leading ``/host`` is stripped.
@@ -39,7 +42,6 @@ from typing import TYPE_CHECKING
 from pymultus.errors import InvalidConfig, InvalidEnvironment, MultusError
 
 if TYPE_CHECKING:
-    from pymultus.cli.install_kubeconfig import NodeTokenSource
     from pymultus.cli.install_state import InstallState
 
 log = logging.getLogger("pymultus.install")
@@ -314,10 +316,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "Ready once every node is clean)",
     )
     u.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    from pymultus.cli.install_check import uninstall_main
+
     u.set_defaults(handler=uninstall_main)
 
 
-def _setup_logging(level: str) -> None:
+def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
         stream=sys.stderr,
@@ -326,7 +330,7 @@ def _setup_logging(level: str) -> None:
 
 
 def install_main(args: argparse.Namespace) -> int:
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level)
     try:
         if args.build_bundle:
             from pymultus.cli.install_bundle import build_bundle
@@ -341,92 +345,18 @@ def install_main(args: argparse.Namespace) -> int:
             return 0
         opts = InstallOptions(args)
         if args.check:
+            from pymultus.cli.install_check import check_installed
+
             return check_installed(opts)
         stop = threading.Event()
-        _stop_on_signals(stop)
+        stop_on_signals(stop)
         return run_install(opts, dict(os.environ), stop)
     except MultusError as exc:
         log.error("%s", exc)
         return 1
 
 
-def uninstall_main(args: argparse.Namespace) -> int:
-    from pymultus.cli.install_state import InstallState
-
-    _setup_logging(args.log_level)
-    state = InstallState.load(args.bin_dir)
-    if state.exists:
-        for path in state.uninstall():
-            log.warning("kept %s", path)
-        log.info("pymultus uninstalled from %s", args.bin_dir)
-    else:
-        log.info("no pymultus install record in %s", args.bin_dir)
-    _remove_orphaned_confs(args.conf_dir, args.bin_dir)
-    if args.wait:
-        stop = threading.Event()
-        _stop_on_signals(stop)
-        stop.wait()
-    return 0
-
-
-def _remove_orphaned_confs(conf_dir: str, bin_dir: str) -> None:
-    """Remove our 00-multus.conf[list] when the executable it names is gone: left in place, it
-    would fail every new pod on the node instead of letting it start on the cluster network."""
-    from pymultus import fileio
-    from pymultus.config.generate import OWN_NAMES, OWN_TYPES, is_multus_conf
-
-    if any(os.path.exists(os.path.join(bin_dir, name)) for name in OWN_TYPES):
-        return  # some multus executable (maybe another installation's) still serves the conf
-    for name in OWN_NAMES:
-        path = os.path.join(conf_dir, name)
-        if is_multus_conf(path) and fileio.remove_durably(path):
-            log.info("removed %s: the executable it names is gone", path)
-
-
-def check_installed(opts: InstallOptions) -> int:
-    """Whether the executables, the bundle and (thin) the conf and kubeconfig are in place, with
-    the content this installer recorded: the thin DaemonSet is Ready only then, so that no pod is
-    created on the node in the gap where it would silently get only the cluster network."""
-    from pymultus.cli.install_bundle import BUNDLE_MARKER
-    from pymultus.cli.install_state import InstallState
-    from pymultus.cli.launcher import ENTRY_POINTS
-    from pymultus.config.generate import OWN_NAMES
-
-    state = InstallState.load(opts.bin_dir)
-    missing: list[str] = []
-    if not state.exists:
-        missing.append(state.path)
-    if state.exists and state.version != _version():
-        # An upgrade: the previous version's files are in place, this one's not yet.
-        missing.append(f"pymultus {_version()} (installed: {state.version or 'unknown'})")
-    if state.exists and not opts.skip_binary_copy:
-        if opts.bundle_source and opts.python == "bundled" and state.bundles:
-            from pymultus.cli.install_bundle import read_bundle
-
-            wanted = read_bundle(opts.bundle_source).dir_name
-            if os.path.basename(state.bundles[-1]) != wanted:
-                missing.append(f"the runtime {wanted} (installed: {os.path.basename(state.bundles[-1])})")
-        for name in ENTRY_POINTS:
-            path = os.path.join(opts.bin_dir, name)
-            if not (state.owns(path) and os.access(path, os.X_OK)):
-                missing.append(path)
-        if not state.bundles or not os.path.isfile(os.path.join(state.bundles[-1], BUNDLE_MARKER)):
-            missing.append(f"the runtime {state.bundles[-1] if state.bundles else 'pymultus-*'}")
-    if state.exists and opts.mode == "thin":
-        kubeconfig = os.path.join(opts.conf_dir, "multus.d", "multus.kubeconfig")
-        if not state.owns(kubeconfig):
-            missing.append(kubeconfig)
-        names = OWN_NAMES if opts.multus_conf_file == "auto" else (os.path.basename(opts.multus_conf_file),)
-        confs = [os.path.join(opts.conf_dir, name) for name in names]
-        if not any(state.owns(conf) for conf in confs):
-            missing.append(" or ".join(confs))
-    if missing:
-        log.error("pymultus is not installed yet: missing or changed: %s", ", ".join(missing))
-        return 1
-    return 0
-
-
-def _stop_on_signals(stop: threading.Event) -> None:
+def stop_on_signals(stop: threading.Event) -> None:
     def handler(signum: int, _frame: object) -> None:
         log.info("signal %d: stopping", signum)
         stop.set()
@@ -441,7 +371,7 @@ def run_install(opts: InstallOptions, env: Mapping[str, str], stop: threading.Ev
 
     _validate(opts)
     state = InstallState.load(opts.bin_dir)
-    state.version = _version()
+    state.version = package_version()
     state.make_dirs(opts.bin_dir, 0o755)
     if not opts.skip_binary_copy:
         install_executables(opts, state)
@@ -449,6 +379,8 @@ def run_install(opts: InstallOptions, env: Mapping[str, str], stop: threading.Ev
     if opts.mode == "thick":
         log.info("thick mode: executables installed; the daemon writes the conf")
         return 0
+
+    from pymultus.cli.install_conf import ConfWriter
 
     conf = ConfWriter(opts, env, state)
     conf.write_kubeconfig()
@@ -549,7 +481,7 @@ def launcher_script(python: str, site: str, module: str) -> bytes:
         raise InvalidConfig(str(exc)) from exc
 
 
-def _version() -> str:
+def package_version() -> str:
     import importlib.metadata
 
     return importlib.metadata.version("pymultus")
@@ -575,12 +507,12 @@ def _install_runtime(opts: InstallOptions, python_spec: str) -> str:
             name = read_bundle(staging).dir_name
         else:
             digest = copy_packages(os.path.join(staging, "site"))
-            name = f"pymultus-{_version()}-{digest[:12]}-site"
+            name = f"pymultus-{package_version()}-{digest[:12]}-site"
             import json
 
             marker = {
                 "schema": 1,
-                "pymultus": _version(),
+                "pymultus": package_version(),
                 "python": "host",
                 "interpreter": python_spec[5:],
                 "minGlibc": "",
@@ -614,131 +546,3 @@ def _smoke_test(python: str, site: str) -> None:
         raise InvalidEnvironment(
             f"the installed runtime {python} does not start: {proc.stderr.strip()[-500:]}"
         )
-
-
-# --- thin-mode conf and kubeconfig ---------------------------------------------------------------
-
-
-class ConfWriter:
-    """Writes the kubeconfig and the Multus conf when their sources change."""
-
-    def __init__(self, opts: InstallOptions, env: Mapping[str, str], state: InstallState) -> None:
-        self.opts = opts
-        self.env = env
-        self.state = state
-        self.multus_d = os.path.join(opts.conf_dir, "multus.d")
-        self.kubeconfig = os.path.join(self.multus_d, "multus.kubeconfig")
-        self._last_error = ""
-        self._last_primary: str | None = None
-        self.tokens: NodeTokenSource | None = None
-        if opts.node_name:
-            from pymultus.cli.install_kubeconfig import NodeTokenSource
-
-            self.tokens = NodeTokenSource(env, opts.service_account_dir, opts.node_name)
-        else:
-            log.warning(
-                "no --node-name (MULTUS_NODE_NAME): the kubeconfig gets this pod's own token, "
-                "which stops working when this pod is deleted"
-            )
-
-    def write_kubeconfig(self) -> bool:
-        from pymultus.cli.install_kubeconfig import (
-            ServiceAccount,
-            build_kubeconfig,
-            read_service_account,
-            server_from_env,
-        )
-
-        sa = read_service_account(self.opts.service_account_dir)
-        if self.tokens is not None:
-            sa = ServiceAccount(self.tokens.current(sa.token), sa.ca)
-        data = build_kubeconfig(
-            server=server_from_env(self.env), sa=sa, skip_tls_verify=self.opts.skip_tls_verify
-        )
-        self.state.make_dirs(self.multus_d, 0o700)
-        changed = self.state.write(self.kubeconfig, data, 0o600)
-        if changed:
-            log.info("wrote %s", self.kubeconfig)
-        return changed
-
-    def options(self) -> dict[str, object]:
-        o = self.opts
-        return {
-            "cniVersion": o.cni_version,
-            "forceCNIVersion": o.force_cni_version,
-            "overrideNetworkName": o.override_network_name,
-            "kubeconfig": o.kubeconfig_host,
-            "confDir": o.multus_cni_conf_dir,
-            "binDir": o.additional_bin_dir,
-            "logFile": o.multus_log_file,
-            "logLevel": o.multus_log_level,
-            "logToStderr": o.multus_log_to_stderr,
-            "namespaceIsolation": o.namespace_isolation or None,
-            "globalNamespaces": o.global_namespaces,
-            "readinessindicatorfile": o.readiness_indicator_file,
-        }
-
-    def write_conf(self, *, initial: bool = False) -> bool:
-        """Regenerate the conf from the current primary; False when there is no primary (yet)."""
-        from pymultus.config.generate import OWN_NAMES, build_multus_conf, find_primary_conf
-
-        primary = find_primary_conf(self.opts.conf_dir, master_name=self.opts.master_name or None)
-        if primary is None:
-            if self._last_primary is not None or initial:
-                log.warning(
-                    "no primary CNI conf in %s; waiting (the current conf is kept)", self.opts.conf_dir
-                )
-                self._last_primary = None
-            return False
-        if primary != self._last_primary:
-            log.info("primary CNI conf: %s", primary)
-            self._last_primary = primary
-        host_primary = os.path.join(self.opts.conf_dir_host, os.path.relpath(primary, self.opts.conf_dir))
-        try:
-            name, data = build_multus_conf(
-                primary, plugin_type="multus", options=self.options(), cluster_network=host_primary
-            )
-        except InvalidConfig as exc:
-            if str(exc) != self._last_error:
-                log.error("%s; keeping the current conf", exc)
-                self._last_error = str(exc)
-            if initial:
-                raise
-            return False
-        self._last_error = ""
-        path = os.path.join(self.opts.conf_dir, name)
-        changed = self.state.write(path, data, 0o644)
-        if changed:
-            log.info("wrote %s", path)
-        # The other form of our file would shadow or duplicate this one (00-multus.conf sorts
-        # before 00-multus.conflist): remove it when we wrote it, or when it is a stale Multus conf.
-        for other in OWN_NAMES:
-            other_path = os.path.join(self.opts.conf_dir, other)
-            if other != name and os.path.exists(other_path) and self._removable(other_path):
-                os.unlink(other_path)
-                self.state.files.pop(other_path, None)
-                log.info("removed %s (superseded by %s)", other_path, name)
-                changed = True
-        return changed or initial
-
-    def _removable(self, path: str) -> bool:
-        if self.state.owns(path):
-            return True
-        from pymultus.config.generate import is_multus_conf
-
-        return is_multus_conf(path)
-
-    def copy_user_conf(self) -> None:
-        from pymultus.fileio import read_file
-
-        data = read_file(self.opts.multus_conf_file)
-        path = os.path.join(self.opts.conf_dir, os.path.basename(self.opts.multus_conf_file))
-        self.state.write(path, data, 0o644)
-        log.info("copied %s to %s", self.opts.multus_conf_file, path)
-
-    def cleanup(self) -> None:
-        from pymultus.config.generate import OWN_NAMES
-
-        for path in (*(os.path.join(self.opts.conf_dir, n) for n in OWN_NAMES), self.kubeconfig):
-            if self.state.remove(path):
-                log.info("removed %s", path)

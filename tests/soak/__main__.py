@@ -46,6 +46,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _join_cleanups() -> None:
+    """Wait for the soak threads' clean-up; a second Ctrl-C must not abandon it half-way."""
+    for thread in threading.enumerate():
+        while thread.name.startswith("soak-") and thread.is_alive():
+            try:
+                thread.join(0.5)
+            except KeyboardInterrupt:
+                print("still cleaning up (links, namespaces, the daemon); a moment", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 32)
@@ -74,10 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                     thread.join(0.5)
     except KeyboardInterrupt:
         stop.set()
-        print("interrupted: finishing the current cycles and cleaning up", flush=True)
-        for thread in threading.enumerate():
-            if thread.name.startswith("soak-"):
-                thread.join()
+        print("interrupted: killing the calls in flight and cleaning up", flush=True)
+        _join_cleanups()
     print(report(tally, seed), flush=True)
     if args.json:
         with open(args.json, "w") as handle:

@@ -157,3 +157,36 @@ def test_error_level_imports_nothing_more_than_logging_off(sim: Node, pod_ns: Ne
     assert modules["error"] == modules["panic"]
     assert "pymultus.attach.trace" not in modules["error"]
     assert "pymultus.attach.trace" in modules["verbose"]
+
+
+def test_the_daemon_writes_the_same_lines(tmp_path: Path) -> None:
+    from tests.integration.test_shim_daemon import make_node
+    from tests.support.daemon import run_shim
+    from tests.support.netns import delete_host_link, netns
+
+    node = make_node(tmp_path, 2, logLevel="verbose")
+    node.daemon.start(wait="readyz")
+    try:
+        with netns("pml") as pod:
+            cid = unique_name("c")
+            env = node.env(pod, cid, pod="web")
+            assert run_shim(node.shim, "ADD", node.conf(), env=env)[0] == 0
+            assert run_shim(node.shim, "DEL", node.conf(), env=env)[0] == 0
+        failing = dict(env, CNI_NETNS="/nonexistent/netns", CNI_CONTAINERID=unique_name("c"))
+        code, answer, _ = run_shim(node.shim, "ADD", node.conf(), env=failing)
+        assert code != 0 and answer is not None
+    finally:
+        node.daemon.stop()
+        for bridge in node.bridges:
+            delete_host_link(bridge)
+    engine = [
+        line
+        for line in node.daemon.output().splitlines()
+        if " component=daemon " in line and " pod=default/web " in line
+    ]
+    messages = [re.search(r'msg="([^"]*)"', line)[1] for line in engine]  # type: ignore[index]
+    assert messages.count("attachment added") == 2 and messages.count("attachment deleted") == 2
+    assert "networks resolved" in messages and "ADD done" in messages and "DEL done" in messages
+    errors = [line for line in node.daemon.output().splitlines() if " level=error " in line]
+    assert len(errors) == 1, errors
+    assert 'msg="ADD failed"' in errors[0] and f"code={answer['code']}" in errors[0]

@@ -65,6 +65,17 @@ def test_status_shows_both_views_and_flags_an_interface_gone_from_the_netns(sim:
     )
     assert "default/alpha" in table.stdout
 
+    # A stale annotation (say, from an earlier sandbox of the pod): the IPs differ.
+    status_file = sim.manifests / "status" / "default_web.network-status.json"
+    original = status_file.read_text()
+    actual = net1["ips"][0]  # type: ignore[index]
+    status_file.write_text(original.replace(f'"{actual}"', '"10.89.1.250"'))
+    code, report = status_json(sim, "default/web")
+    assert code == 1
+    rows = {row["interface"]: row for row in report["interfaces"]}  # type: ignore[union-attr,index]
+    assert rows["net1"]["differences"] == [f"IPs differ: network-status 10.89.1.250, cache {actual}"]
+    status_file.write_text(original)
+
     ip("link", "del", "net1", netns=pod_ns.name)
     code, report = status_json(sim, "default/web")
     assert code == 1

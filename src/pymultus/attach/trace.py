@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pymultus.attach.context import Call
     from pymultus.attach.model import Attachment
     from pymultus.attach.ports import KubeObject
+    from pymultus.cni.chain import RuntimeConf
     from pymultus.cni.result import Result
 
 
@@ -119,17 +120,15 @@ def attachment_done(
     )
 
 
-def delegate_sent(call: Call, attachment: Attachment, args: Sequence[tuple[str, str]]) -> None:
+def delegate_sent(call: Call, attachment: Attachment, rt: RuntimeConf) -> None:
     call.log(
         "debug",
         "delegate conf sent",
         network=attachment.name,
         ifname=attachment.ifname,
         conf=jsonio.dumps(logfmt.redact(attachment.network.raw)),
-        cniArgs=";".join(f"{key}={value}" for key, value in args),
-        capabilityArgs=jsonio.dumps(logfmt.redact(attachment.capability_args))
-        if attachment.capability_args
-        else "",
+        cniArgs=";".join(f"{key}={value}" for key, value in rt.args),
+        capabilityArgs=jsonio.dumps(logfmt.redact(rt.capability_args)) if rt.capability_args else "",
     )
 
 

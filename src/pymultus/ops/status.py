@@ -192,7 +192,7 @@ def _from_result_cache(row: Row, cni_dir: str, network: str, container_id: str, 
         return
     result = entry.result
     cached_ips = [str(ip.get("address", "")).split("/")[0] for ip in _dicts(result.get("ips"))]
-    if row.in_annotation and sorted(cached_ips) != sorted(row.ips):
+    if row.in_annotation and _canonical(cached_ips) != _canonical(row.ips):
         row.notes.append(f"IPs differ: network-status {','.join(row.ips)}, cache {','.join(cached_ips)}")
     row.ips = row.ips or cached_ips
     for iface in _dicts(result.get("interfaces")):
@@ -248,6 +248,19 @@ def _compare(row: Row) -> None:
         row.notes.insert(0, "in network-status but not in this node's cache")
     elif row.in_cache and not row.in_annotation:
         row.notes.insert(0, "in this node's cache but not in network-status")
+
+
+def _canonical(addresses: list[str]) -> list[str]:
+    """Sorted, in one spelling (the annotation prints IPv6 like Go, the cache as the plugin did)."""
+    import ipaddress
+
+    found = []
+    for address in addresses:
+        try:
+            found.append(str(ipaddress.ip_address(address)))
+        except ValueError:
+            found.append(address)
+    return sorted(found)
 
 
 def _list(value: object) -> list[object]:

@@ -119,7 +119,8 @@ def _multus_conf(options: Options) -> tuple[MultusConf | None, Check]:
                 f"{os.path.basename(first)} sorts before {os.path.basename(path)}: "
                 "the runtime uses it and pymultus is bypassed",
             )
-    return conf, Check("multus-conf", PASS, f"{path} is valid ({conf.plugin_type}) and first in order")
+    order = "" if options.multus_conf else " and first in order"
+    return conf, Check("multus-conf", PASS, f"{path} is valid ({conf.plugin_type}){order}")
 
 
 def plugin_types_in_use(

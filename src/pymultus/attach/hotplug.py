@@ -1,57 +1,44 @@
 """Hot-plug: bring a running pod's attachments in line with its networks annotation (issue 15).
 
-Level-driven, for one container that pymultus attached (it has a delegate list,
-``pymultus.store.delegates``): *desired* is what the current pod resolves to (the resolver of
-ADD, with its namespace isolation and validation); *actual* is the saved delegate list. Then:
-
-* the cluster network (the master, ``eth0``) is never touched; ``defaultNetworks`` and the
-  auxiliary chain are matched by name and left alone;
-* an annotation network is matched to a saved attachment of the same network: by interface name
-  when the annotation names one, else the first saved attachment of that network. Matched ones
-  are untouched; a match whose per-pod parameters changed (``ips``, ``mac``, ``cni-args``,
-  ``default-route``, ...) is *refused* (a :class:`ParametersChanged` warning), never re-created
-  behind the application's back: remove the entry and add it again under another name;
-* saved attachments nothing matches are detached (DEL with the cached result: the lease is
-  released), then unmatched desired networks are attached into the recorded netns, named as
-  requested or ``net<N>`` with the smallest N no attachment or interface of the pod uses.
+For one container that pymultus attached (it has a delegate list, ``pymultus.store.delegates``):
+what to attach and detach is decided by ``pymultus.attach.hotplug_plan``; this module does it.
+Removals run first (their names become free), each attachment on its own: one that fails is
+reported (the first failure is raised after the others ran) and stays recorded for the retry.
 
 Crash safety: the delegate list is rewritten before each delegate runs, an item being added
 marked ``hotplugPending``; the next reconcile first deletes a pending item (a daemon killed
 half-way), so the list always names everything that may exist and a CNI DEL removes it all.
 
-Coordination: the whole reconcile holds the container lock taken the ADD way (no wait; a busy
+Coordination: the reconcile holds the container lock taken the ADD way (no wait; a busy
 container raises ContainerBusy, code 11: retry later). A CNI DEL arriving meanwhile stops the
 running ADD delegate (``pymultus.store.locks``), the attachment is rolled back, and the DEL then
 deletes what the list names: DEL always wins and leaves nothing. The record is re-read under the
-lock, so a container DEL'd before the lock was taken is left alone.
+lock, so a container DEL'd before the lock was taken is left alone. ``network-status`` is written
+after the lock is let go, so a DEL never waits for the API server.
 """
 
 from __future__ import annotations
 
 from pymultus.attach.context import Call, EventKind
 from pymultus.attach.model import Attachment
-from pymultus.attach.runtime import check_capabilities, runtime_conf, search_path
+from pymultus.attach.runtime import runtime_conf, search_path
 from pymultus.cni import cache
 from pymultus.cni.chain import CNIConfig
 from pymultus.cni.request import CniRequest
 from pymultus.cni.result import Result
-from pymultus.errors import InterfaceExists, InvalidConfig, MultusError
+from pymultus.errors import InterfaceExists, MultusError
 from pymultus.store import delegates as store
 from pymultus.store.locks import ContainerLock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pymultus.attach.context import Deps
     from pymultus.attach.ports import KubeObject
     from pymultus.config.multus import MultusConf
 
 PENDING = "hotplugPending"
-# Per-pod requests of the annotation that must not change under a running attachment.
-_PARAMETERS = ("cniArgs", "capabilityArgs", "defaultRoute")
-
-
-class ParametersChanged(InvalidConfig):
-    """A network of the annotation asks for other parameters than its running attachment."""
 
 
 class Outcome:
@@ -91,7 +78,10 @@ def attached_pods(cni_dir: str, names: list[str]) -> dict[str, dict[str, str]]:
 
 def reconcile(conf: MultusConf, deps: Deps, container_id: str) -> Outcome:
     """Reconcile one container's attachments with its pod; see the module docstring."""
+    from pymultus.attach.hotplug_plan import plan
+
     outcome = Outcome()
+    failure: MultusError | None = None
     lock = ContainerLock.for_add(conf.cni_dir, container_id)
     try:
         record = store.load(conf.cni_dir, container_id)
@@ -103,27 +93,26 @@ def reconcile(conf: MultusConf, deps: Deps, container_id: str) -> Outcome:
             return outcome  # the pod is gone: the runtime's DEL cleans up
         op = _Operation(call, lock, record)
         op.finish_pending(outcome)
-        plan_add, plan_remove = op.plan(pod)
-        for attachment in reversed(plan_remove):
-            op.detach(attachment)
-            outcome.removed.append(f"{attachment.ifname} from {attachment.name}")
-        failure: MultusError | None = None
-        for attachment in plan_add:
+        to_add, to_remove = plan(call, op.items, pod)
+        steps: list[tuple[Callable[[Attachment], object], Attachment, list[str]]]
+        steps = [(op.detach, a, outcome.removed) for a in reversed(to_remove)]
+        steps += [(op.attach, a, outcome.added) for a in to_add]
+        for step, attachment, done in steps:
             try:
-                op.attach(attachment)
+                step(attachment)
             except MultusError as exc:
                 failure = failure or exc
                 if lock.cancelled():
                     break  # a DEL of the pod came: it deletes the rest
                 continue
-            outcome.added.append(f"{attachment.ifname} from {attachment.name}")
-        if outcome.changed:
-            op.write_network_status(pod)
-        if failure is not None:
-            raise failure
-        return outcome
+            done.append(f"{attachment.ifname} from {attachment.name}")
     finally:
         lock.release()
+    if outcome.changed and not lock.cancelled():
+        op.write_network_status(pod)
+    if failure is not None:
+        raise failure
+    return outcome
 
 
 def attach_one(
@@ -191,75 +180,6 @@ class _Operation:
         self.cni = CNIConfig(
             search_path=search_path(call.conf, call.request), executor=executor, cache_dir=call.conf.cni_dir
         )
-
-    # -- deciding ------------------------------------------------------------------------------
-
-    def plan(self, pod: KubeObject) -> tuple[list[Attachment], list[Attachment]]:
-        """(to attach, to detach); raises the resolver's errors and ParametersChanged."""
-        from pymultus.attach.resolve import NETWORKS_ANNOTATION, resolve
-
-        call = self.call
-        desired = resolve(
-            call.conf,
-            pod=pod,
-            pod_ref=call.pod_ref,
-            runtime_ifname=call.request.ifname,
-            source=call.deps.pods,
-        ).attachments
-        explicit = _explicit_names(pod, NETWORKS_ANNOTATION, call.pod_ref.namespace)
-        requested = desired[len(desired) - len(explicit) - self._aux_count(desired) :][: len(explicit)]
-        fixed = {a.name for a in desired if not any(a is r for r in requested)}
-        actual = [(item, Attachment.from_record(item)) for item in self.items]
-        free = [(item, a) for item, a in actual if not a.is_master and a.name not in fixed]
-        matched: dict[int, dict[str, object]] = {}
-        # Explicit names first, so that a name-only entry cannot take their attachment.
-        for index in sorted(range(len(requested)), key=lambda i: not explicit[i]):
-            want = requested[index]
-            for item, have in free:
-                if any(item is m for m in matched.values()) or have.name != want.name:
-                    continue
-                if explicit[index] and have.ifname != want.ifname:
-                    continue
-                matched[index] = item
-                _refuse_changes(want, item)
-                want.ifname = have.ifname
-                break
-        to_remove = [a for item, a in free if not any(item is m for m in matched.values())]
-        to_add = [want for index, want in enumerate(requested) if index not in matched]
-        kept = {a.ifname for _, a in actual} - {a.ifname for a in to_remove}
-        self._name(to_add, [bool(explicit[i]) for i in range(len(requested)) if i not in matched], kept)
-        for attachment in to_add:
-            if attachment.resource_name or attachment.device_id:
-                raise InvalidConfig(
-                    f"network {attachment.name} needs a device (resourceName/deviceID): devices are "
-                    "allocated when the pod starts and cannot be hot-plugged",
-                    details=f"pod {call.pod_ref}",
-                )
-            warning = check_capabilities(call.conf, attachment)  # raises under strictCapabilities
-            if warning:
-                call.event(EventKind.WARNING, "CapabilityNotDeclared", warning)
-        return to_add, to_remove
-
-    def _aux_count(self, desired: list[Attachment]) -> int:
-        aux = self.call.conf.auxiliary_cni_chain_name
-        return 1 if aux and desired and desired[-1].name == aux else 0
-
-    def _name(self, to_add: list[Attachment], explicit: list[bool], kept: set[str]) -> None:
-        used = set(kept) | {a.ifname for a, named in zip(to_add, explicit, strict=True) if named}
-        for attachment, named in zip(to_add, explicit, strict=True):
-            if named:
-                if attachment.ifname in kept:
-                    raise InterfaceExists(
-                        f'interface "{attachment.ifname}" asked for network {attachment.name} '
-                        "is already used by another attachment of the pod",
-                        details=f"pod {self.call.pod_ref}",
-                    )
-                continue
-            index = 1
-            while f"net{index}" in used or self._exists(f"net{index}"):
-                index += 1
-            attachment.ifname = f"net{index}"
-            used.add(attachment.ifname)
 
     def _exists(self, ifname: str) -> bool:
         return self.call.deps.netns.interface_exists(self.call.request.netns, ifname)
@@ -381,37 +301,3 @@ def _same(item: dict[str, object], attachment: Attachment) -> bool:
     return item.get("name") == attachment.name or (
         isinstance(conf, dict) and conf.get("name") == attachment.network.name
     )
-
-
-def _explicit_names(pod: KubeObject, annotation: str, namespace: str) -> list[str]:
-    """The interface name each entry of the networks annotation asks for ("" for none)."""
-    metadata = pod.get("metadata")
-    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-    value = annotations.get(annotation) if isinstance(annotations, dict) else None
-    if not isinstance(value, str) or not value.strip():
-        return []
-    from pymultus.kube import annotations as grammar
-
-    return [
-        selection.interface or ""
-        for selection in grammar.parse_networks(value.strip(), pod_namespace=namespace)
-    ]
-
-
-def _refuse_changes(want: Attachment, have: dict[str, object]) -> None:
-    if any(have.get(key) for key in ("deviceID", "resourceName", "deviceInfoFile")):
-        return  # device assignment rewrote its args at ADD: not comparable, and never hot-plugged
-    wanted = want.to_record()
-    changed = [key for key in _PARAMETERS if _normal(wanted.get(key)) != _normal(have.get(key))]
-    if changed:
-        raise ParametersChanged(
-            f"network {want.name} ({have.get('ifname')}) is attached with other {', '.join(changed)} "
-            "than the annotation now asks for; a running attachment is not changed: remove it from the "
-            "annotation, then add it again",
-            details="hot-plug never re-creates an interface behind the application's back",
-        )
-
-
-def _normal(value: object) -> object:
-    """Absent and empty are the same request."""
-    return value or None

@@ -152,6 +152,9 @@ class HotplugController:
                         self._enqueue(pod, 0.0)
                 else:
                     retry = self._reconcile_pod(key)
+            except MultusError as exc:  # e.g. the conf not written yet, an unreadable cniDir
+                log.info("hot-plug of %s/%s waits: %s", *key, exc.msg)
+                retry = BACKOFF_MIN
             except Exception:
                 log.exception("hot-plug of pod %s/%s failed unexpectedly", *key)
                 retry = BACKOFF_MAX

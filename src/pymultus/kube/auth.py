@@ -13,7 +13,8 @@ expire under a long-running daemon (multus#852).
 
 Hot path: standard library only; the TLS context is built (with ``_ssl``, see
 :mod:`pymultus.kube.http`) when the first connection is made, PyYAML is imported only for a
-kubeconfig that is not JSON. The entry point passes the environment in.
+kubeconfig that is neither JSON nor in the YAML subset :mod:`pymultus.kube.kubeyaml` reads (the
+shape installers write). The entry point passes the environment in.
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ def parse_server_url(url: str, *, source: str = "") -> tuple[str, str, int, str]
 
 
 def load_kubeconfig(path: str, *, context: str | None = None) -> Credentials:
-    """Credentials from a kubeconfig file (JSON, or YAML when PyYAML is installed)."""
+    """Credentials from a kubeconfig file (JSON, or YAML: PyYAML only beyond kubeyaml's subset)."""
     try:
         data = read_file(path)
     except OSError as exc:
@@ -288,6 +289,11 @@ def _decode_kubeconfig(data: bytes, path: str) -> dict[str, object]:
     text = data.lstrip()
     if text.startswith(b"{"):
         return jsonio.loads_object(data, what=f"kubeconfig {path}")
+    from pymultus.kube import kubeyaml
+
+    simple = kubeyaml.load(data)  # the shape installers write, without PyYAML's ~18 ms import
+    if simple is not None:
+        return simple
     try:
         import yaml
     except ImportError:  # pragma: no cover - PyYAML is a dependency; the self-contained form may omit it

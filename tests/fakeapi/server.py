@@ -36,7 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-from tests.fakeapi import dra
+from tests.fakeapi import csr, dra
 from tests.fakeapi.certs import Pki
 from tests.fakeapi.store import (
     EVENTS,
@@ -143,6 +143,7 @@ class ApiStatus(Exception):
         self.message = message
         self.details = details
         self.headers = list(headers)
+        self.admission = False  # a refusal by an admission plugin: no nosniff header (wire fact 21)
 
     def body(self) -> Obj:
         obj: Obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure"}
@@ -378,6 +379,8 @@ class FakeApiServer:
         # live token_ttl seconds (None: as requested) and act as the service account's user.
         self.token_requests: list[Obj] = []
         self.token_ttl: float | None = None
+        # Sign approved client CSRs for at most this many seconds (tests/fakeapi/csr.py); None: no signer.
+        self.csr_signing_duration: float | None = None
         self._httpd: _HttpServer | None = None
         self._thread: threading.Thread | None = None
         for ns in namespaces:
@@ -887,12 +890,19 @@ class _Handler(BaseHTTPRequestHandler):
             namespace, rest = rest[1], rest[2:]
         if not rest:
             raise self._not_found_path()
-        res = RESOURCES.get((group, rest[0])) or dra.RESOURCES.get((group, rest[0]))
+        res = (
+            RESOURCES.get((group, rest[0]))
+            or dra.RESOURCES.get((group, rest[0]))
+            or csr.RESOURCES.get((group, rest[0]))
+        )
         if res is None or (namespace is not None and not res.namespaced) or len(rest) > 3:
             raise self._not_found_path()
         name = rest[1] if len(rest) >= 2 else ""
         sub = rest[2] if len(rest) == 3 else ""
-        if sub and not (sub == "status" and (res is PODS or res in dra.WITH_STATUS)):
+        if sub and not (
+            (sub == "status" and (res is PODS or res in dra.WITH_STATUS))
+            or (res is csr.CSRS and sub in csr.SUBRESOURCES)
+        ):
             raise self._not_found_path()
         verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, "")
         if method == "GET":
@@ -942,6 +952,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         info = self._parse(method, path, query)
         self._authorize(user, info)
+        self.user = user
         if info.verb in ("list", "watch"):
             dra.check_field_selector(info.resource, parse_selector(query.get("fieldSelector", ""), "field"))
         handler = getattr(self, f"_{info.verb}")
@@ -1134,6 +1145,8 @@ class _Handler(BaseHTTPRequestHandler):
             stored = self.api._default_generic(obj, res, self._manager())
         elif res in dra.RESOURCES.values():
             stored = self.api._finish_meta(dra.default(obj, res), self._manager())
+        elif res is csr.CSRS:
+            stored = csr.create(obj, self.user)
         else:
             stored = self.api._default_generic(obj, res, self._manager())
         created = api.store.create(res, namespace, stored)
@@ -1227,6 +1240,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, stored, sort_keys=res.crd)
 
     def _update(self, info: Info, query: dict[str, str], body: bytes) -> None:
+        if info.resource is csr.CSRS and info.subresource == "approval":
+            self._csr_approval(info, body)
+            return
         if not (info.resource is NADS or (info.resource is PODS and info.subresource == "status")):
             raise ApiStatus(405, "MethodNotAllowed", "the fake API server does not implement this update")
         new = self._decode_body(body)
@@ -1240,6 +1256,21 @@ class _Handler(BaseHTTPRequestHandler):
                 raise self._not_found(info)
             self._preconditions(info, current, meta, require_rv=True)
             self._apply_update(info, current, new, patch=False)
+
+    def _csr_approval(self, info: Info, body: bytes) -> None:
+        new = self._decode_body(body)
+        meta = new.get("metadata") if isinstance(new.get("metadata"), dict) else {}
+        assert isinstance(meta, dict)
+        with self.api.store.cond:
+            current = self.api.store.get(info.resource, "", info.name)
+            if current is None:
+                raise self._not_found(info)
+            self._preconditions(info, current, meta, require_rv=False)
+            stored = self.api.store.replace(
+                info.resource, "", info.name, csr.approve(info, current, new, self.user)
+            )
+        self._send_json(200, stored)
+        csr.sign_if_due(self.api, info.name)
 
     def _patch(self, info: Info, query: dict[str, str], body: bytes) -> None:
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
@@ -1453,7 +1484,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(
             status.code,
             status.body(),
-            forbidden=status.code == 403,
+            forbidden=status.code == 403 and not status.admission,
             pf=pf and status.code != 401,
             extra=status.headers,
         )
@@ -1540,6 +1571,8 @@ def _bookmark(res: Resource, rv: int, *, initial_end: bool = False) -> Obj:
     meta: Obj = {"resourceVersion": str(rv)}
     if initial_end:
         meta["annotations"] = {INITIAL_EVENTS_END: "true"}
+    if res is csr.CSRS:
+        return csr.bookmark(rv)
     if res is PODS:
         return {
             "kind": "Pod",

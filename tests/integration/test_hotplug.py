@@ -33,11 +33,12 @@ NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
 class HotplugNode:
     """A node whose daemon hot-plugs, three bridge NADs (nad1..nad3) and a slow one."""
 
-    def __init__(self, root: Path, api: FakeApiServer, **daemon_keys: object) -> None:
+    def __init__(self, root: Path, api: FakeApiServer, networks: int = 1, **daemon_keys: object) -> None:
         self.api = api
         kubeconfig = api.write_kubeconfig(root / "kubeconfig")
         keys: dict[str, object] = {"dynamicNetworks": True, **daemon_keys}
-        self.node: Node = make_node(root / "node", 1, kubeconfig=str(kubeconfig), **keys)
+        # networks > 1: the daemon's defaultNetworks hold networks - 1 bridges (net1, ...).
+        self.node: Node = make_node(root / "node", networks, kubeconfig=str(kubeconfig), **keys)
         self.node.daemon.env["MULTUS_NODE_NAME"] = "node1"
         self.ipam: dict[str, Path] = {}
         octet = random.randint(100, 250)
@@ -74,7 +75,10 @@ class HotplugNode:
     # -- the pod -------------------------------------------------------------------------------
 
     def add_pod(self, ns: Netns, name: str, networks: str) -> tuple[str, dict[str, str]]:
-        pod = self.api.create_pod("default", name, annotations={NETWORKS: networks} if networks else None)
+        if self.api.get_pod("default", name) is None:
+            self.api.create_pod("default", name, annotations={NETWORKS: networks} if networks else None)
+        pod = self.api.get_pod("default", name)
+        assert pod is not None
         cid = unique_name("cid")
         env = self.node.env(ns, cid, name)
         env["CNI_ARGS"] += f";K8S_POD_UID={pod['metadata']['uid']}"
@@ -303,3 +307,44 @@ def _delegate_add_then_pod_del(hp: HotplugNode) -> None:
         hp.delete(env)
         assert set(ns.links()) - {"lo"} == set()
         assert hp.node.leases() == [] and hp.node.cache_files(cid) == []
+
+
+def test_default_networks_are_never_touched(tmp_path: Path) -> None:
+    with FakeApiServer(tmp_path / "api") as api:
+        hot = HotplugNode(tmp_path, api, networks=2)  # defaultNetworks: one bridge, as net1
+        try:
+            hot.node.daemon.start(wait="readyz")
+            with netns() as ns:
+                cid, env = hot.add_pod(ns, "web", "")
+                assert set(ns.links()) - {"lo"} == {"eth0", "net1"}
+                default_net = ns.links()["net1"].get("ifindex")
+                hot.set_networks("web", "nad1")
+                hot.wait_links(ns, {"eth0", "net1", "net2"}, "nad1 as net2 (net1 is the default network)")
+                hot.set_networks("web", None)
+                hot.wait_links(ns, {"eth0", "net1"}, "nad1 detached")
+                assert ns.links()["net1"].get("ifindex") == default_net
+                hot.delete(env)
+                assert hot.node.leases() == [] and hot.node.cache_files(cid) == []
+        finally:
+            hot.node.daemon.stop()
+            for bridge in hot.node.bridges:
+                delete_host_link(bridge)
+
+
+def test_the_sandbox_of_an_earlier_pod_of_that_name_is_left_alone(hp: HotplugNode) -> None:
+    """A pod deleted and re-created under the same name before its old sandbox was torn down:
+    the new pod's change goes to the new sandbox only."""
+    with netns() as old_ns, netns() as new_ns:
+        old_cid, old_env = hp.add_pod(old_ns, "web", "nad1")
+        hp.api.delete_pod("default", "web")
+        new_cid, new_env = hp.add_pod(new_ns, "web", "nad1")  # another UID, another container
+        hp.set_networks("web", "nad1,nad2")
+        hp.wait_links(new_ns, {"eth0", "net1", "net2"}, "net2 in the new sandbox")
+        wait_until(lambda: hp.status_interfaces("web") == ["eth0", "net1", "net2"], what="network-status")
+        assert set(old_ns.links()) - {"lo"} == {"eth0", "net1"}
+        saved = json.loads((hp.node.cache_dir / old_cid).read_text())
+        assert [item["ifname"] for item in saved["delegates"]] == ["eth0", "net1"]
+        hp.delete(old_env)
+        hp.delete(new_env)
+        assert hp.node.leases() == []
+        assert hp.node.cache_files(old_cid) == [] and hp.node.cache_files(new_cid) == []

@@ -209,13 +209,12 @@ class _Operation:
         item[PENDING] = True
         self._save([*self.items, item])  # recorded before the delegate runs: a DEL finds it
         rt = runtime_conf(call.request, call.conf, call.pod_ref, attachment)
-        lock.killable = True
+        lock.killable = True  # a DEL may now SIGKILL the running delegate
         try:
             result = self.cni.add_network_list(attachment.network, rt)
-            lock.killable = False
             routes.apply_default_routes(call.deps.netns, netns, self.cni, attachment, rt, result)
         except MultusError as exc:
-            lock.killable = False
+            lock.killable = False  # the rollback's delegates are never killed
             self._roll_back(attachment, exc)
             raise
         finally:

@@ -32,6 +32,8 @@ from pymultus.errors import INVALID_ENVIRONMENT, InvalidEnvironment
 
 if TYPE_CHECKING:
     from pymultus.daemon.hotplug import HotplugController
+    from pymultus.kube.auth import Credentials
+    from pymultus.kube.certs import NodeCertificates
     from pymultus.kube.dra import ClaimReader
 
 log = logging.getLogger("pymultus.daemon")
@@ -52,6 +54,7 @@ class Daemon:
         self._stopping = threading.Event()
         self._kube_client: object = None
         self._claims: ClaimReader | None = None
+        self._certs: NodeCertificates | None = None
         self.hotplug: HotplugController | None = None
 
     # -- assembly ----------------------------------------------------------------------------
@@ -107,7 +110,9 @@ class Daemon:
         from pymultus.kube.pods import ApiPodSource
 
         config = self.config
-        if config.kubeconfig:
+        if config.per_node_certificate.enabled:
+            credentials = self._node_certificate()
+        elif config.kubeconfig:
             credentials = auth.load_kubeconfig(config.kubeconfig)
         elif self.env.get("KUBERNETES_SERVICE_HOST"):
             credentials = auth.load_in_cluster(self.env)
@@ -123,8 +128,12 @@ class Daemon:
 
         client = KubeClient(credentials)
         self._kube_client = client
+        watch_client = KubeClient(credentials)  # its own pool: watches hold connections
+        if self._certs is not None:  # their idle connections are closed when the certificate rotates
+            self._certs.register(client)
+            self._certs.register(watch_client)
         self._claims = ClaimReader(lambda: client)  # its ResourceSlice cache lives as long as the daemon
-        listwatch = KubeListWatch(KubeClient(credentials))  # its own pool: watches hold connections
+        listwatch = KubeListWatch(watch_client)
         pods = Informer(
             "pods",
             POD_COLLECTION,
@@ -145,6 +154,23 @@ class Daemon:
         )
         self.informers = [pods, nads]
         return CachedPodSource(pods, nads, ApiPodSource(client, log=log.info))
+
+    def _node_certificate(self) -> Credentials:
+        """Credentials of this node's own client certificate (pymultus.kube.certs): blocks until
+        it is issued; raises (and the daemon does not start) when it cannot be had."""
+        from pymultus.kube import auth
+        from pymultus.kube.certs import NodeCertificates, parse_duration
+
+        cert = self.config.per_node_certificate
+        self._certs = NodeCertificates(
+            self.node_name,
+            cert.cert_dir,
+            auth.load_kubeconfig(cert.bootstrap_kubeconfig),
+            parse_duration(cert.cert_duration),
+            approval_timeout=cert.approval_timeout,
+        )
+        log.info("requesting or loading the per-node client certificate for system:multus:%s", self.node_name)
+        return self._certs.start()
 
     # -- readiness ---------------------------------------------------------------------------
 
@@ -240,6 +266,8 @@ class Daemon:
             informer.stop()
         if self.hotplug is not None:
             self.hotplug.stop()
+        if self._certs is not None:
+            self._certs.stop()
         self.manager.stop()
         self.metrics.close()
         log.info("pymultus daemon stopped (the generated CNI configuration is kept)")

@@ -70,13 +70,21 @@ def default_connection_limit() -> int:
 
 
 class PerNodeCertificate:
-    __slots__ = ("bootstrap_kubeconfig", "cert_dir", "cert_duration", "enabled")
+    __slots__ = ("approval_timeout", "bootstrap_kubeconfig", "cert_dir", "cert_duration", "enabled")
 
-    def __init__(self, enabled: bool, bootstrap_kubeconfig: str, cert_dir: str, cert_duration: str) -> None:
+    def __init__(
+        self,
+        enabled: bool,
+        bootstrap_kubeconfig: str,
+        cert_dir: str,
+        cert_duration: str,
+        approval_timeout: float = 120.0,
+    ) -> None:
         self.enabled = enabled
         self.bootstrap_kubeconfig = bootstrap_kubeconfig
         self.cert_dir = cert_dir
         self.cert_duration = cert_duration
+        self.approval_timeout = approval_timeout  # pymultus: how long to wait for the certificate
 
 
 class DaemonConfig:
@@ -236,11 +244,21 @@ def _per_node_certificate(reader: _Reader) -> PerNodeCertificate:
         bootstrap_kubeconfig=sub.path("bootstrapKubeconfig", ""),
         cert_dir=sub.path("certDir", ""),
         cert_duration=sub.string("certDuration", "10m"),
+        approval_timeout=sub.seconds("approvalTimeout", 120.0),
     )
     if cert.enabled:
-        # Honest refusal instead of silently using other credentials: CSR-based client
-        # certificates are not implemented; the daemon uses kubeconfig or the service account.
-        sub.fail("enabled", "is true, but per-node certificates are not supported by pymultus yet")
+        # pymultus.kube.certs: checked here so a bad value stops the daemon before it starts.
+        for key, given in (("bootstrapKubeconfig", cert.bootstrap_kubeconfig), ("certDir", cert.cert_dir)):
+            if not given:
+                sub.fail(key, "is needed when perNodeCertificate is enabled")
+        from pymultus.kube.certs import MIN_DURATION, parse_duration
+
+        try:
+            seconds = parse_duration(cert.cert_duration)
+        except InvalidConfig as exc:
+            sub.fail("certDuration", f"is not a duration: {exc.msg}")
+        if seconds < MIN_DURATION:
+            sub.fail("certDuration", f'is "{cert.cert_duration}"; the API server refuses less than 10m')
     return cert
 
 

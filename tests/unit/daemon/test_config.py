@@ -9,6 +9,9 @@ import pytest
 from pymultus.daemon.config import default_connection_limit, parse_daemon_config
 from pymultus.errors import InvalidConfig
 
+PER_NODE: dict[str, object] = {"enabled": True}
+PER_NODE_OK: dict[str, object] = {"enabled": True, "bootstrapKubeconfig": "/k", "certDir": "/c"}
+
 
 def parse(doc: dict[str, object]):
     return parse_daemon_config(json.dumps(doc).encode(), source="test.json")
@@ -105,7 +108,19 @@ def test_generator_options() -> None:
         ({}, "cniVersion"),  # required in auto mode
         ({"cniVersion": "0.3.1", "logToStderr": "maybe"}, "logToStderr"),
         ({"cniVersion": "0.3.1", "multusMasterCNI": "/etc/x.conf"}, "multusMasterCNI"),
-        ({"cniVersion": "0.3.1", "perNodeCertificate": {"enabled": True}}, "perNodeCertificate.enabled"),
+        ({"cniVersion": "0.3.1", "perNodeCertificate": PER_NODE}, "perNodeCertificate.bootstrapKubeconfig"),
+        (
+            {"cniVersion": "0.3.1", "perNodeCertificate": {**PER_NODE, "bootstrapKubeconfig": "/k"}},
+            "perNodeCertificate.certDir",
+        ),
+        (
+            {"cniVersion": "0.3.1", "perNodeCertificate": {**PER_NODE_OK, "certDuration": "5m"}},
+            "perNodeCertificate.certDuration",
+        ),
+        (
+            {"cniVersion": "0.3.1", "perNodeCertificate": {**PER_NODE_OK, "certDuration": "soon"}},
+            "perNodeCertificate.certDuration",
+        ),
         ({"cniVersion": "0.3.1", "capabilities": []}, "capabilities"),
         ({"cniVersion": "0.3.1", "shutdownTimeout": 0}, "shutdownTimeout"),
     ],

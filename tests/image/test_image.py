@@ -9,7 +9,8 @@ import pytest
 from tests.deploy import manifests as m
 from tests.image.archive import BUILD_TIMEOUT, ROOT, ImageArchive
 
-pytestmark = pytest.mark.timeout(BUILD_TIMEOUT + 120)  # the first test may pay a cold build
+# Root (a private dockerd), like the netns tests; the first test may pay a cold build.
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(BUILD_TIMEOUT + 120)]
 
 VENV = "opt/pymultus/venv"
 BUNDLE = "opt/pymultus/bundle"

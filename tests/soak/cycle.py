@@ -210,6 +210,9 @@ class Cycle:
         time.sleep(delay)
         proc.kill()
         self.record_add(self.finish(proc, "ADD"))
+        if self.rng.random() < 0.3:  # the runtime tore the sandbox down before its DEL
+            self.note += ", netns deleted before DEL"
+            self.rig.drop_netns(self.netns)
 
     def _kill_mid_del(self) -> None:
         """The runtime's timeout hits a DEL: SIGKILL, then the DEL is retried."""
@@ -251,6 +254,13 @@ class Cycle:
         self.note = f"daemon killed {delay:.2f} s into the ADD, net1 delegate sleeping {slow} s"
         time.sleep(delay)
         self.rig.kill_daemon()
+        if self.rng.random() < 0.5:
+            # The shim DELs from the on-disk cache while the dead daemon's delegates may still run.
+            self.note += ", DEL while the daemon is down"
+            self.record_add(self.finish(proc, "ADD"))
+            self.delete()
+            self.rig.restart_daemon()
+            return
         self.rig.restart_daemon()
         self.record_add(self.finish(proc, "ADD"))
 

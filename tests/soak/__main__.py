@@ -1,5 +1,5 @@
 """``python -m tests.soak [--cycles N] [--mode thin|thick|both] [--seed S] [--faults a,b] [--exclude a,b]
-[--serial] [--json F]``.
+[--serial] [--json F] [--markdown F]``.
 
 Both modes run in parallel threads by default (each has its own API server, directories, bridges
 and daemon; most of a cycle is spent waiting on subprocesses). Exit status 1 when any invariant
@@ -12,6 +12,7 @@ import argparse
 import json
 import random
 import signal
+import subprocess
 import sys
 import threading
 import traceback
@@ -19,7 +20,7 @@ from types import FrameType
 
 from tests.soak.checks import Tally
 from tests.soak.cycle import faults_for
-from tests.soak.runner import report, soak
+from tests.soak.runner import markdown, report, soak
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -35,6 +36,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--exclude", default="", help="comma-separated fault kinds never to inject")
     parser.add_argument("--serial", action="store_true", help="run the modes one after the other")
     parser.add_argument("--json", default="", help="also write the counts to this file")
+    parser.add_argument("--markdown", default="", help="also write the figures as Markdown tables here")
     args = parser.parse_args(argv)
     known = set(faults_for("thick"))
     chosen = [f for f in args.faults.split(",") if f] or sorted(known)
@@ -90,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"seed": seed, "faultKinds": args.fault_list, **tally.to_json()}, handle, indent=1)
+    if args.markdown:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        with open(args.markdown, "w") as handle:
+            handle.write(markdown(tally, seed, commit or "unknown"))
     for crash in crashes:
         print(f"harness crash in {crash}", file=sys.stderr)
     if crashes:

@@ -90,3 +90,56 @@ def report(tally: Tally, seed: int) -> str:
             lines.append(f"    {kind} by fault: " + ", ".join(f"{f} {n}" for f, n in by_fault.items()))
             lines.extend(f"      e.g. {example[:400]}" for example in tally.examples[(mode, kind)])
     return "\n".join(lines)
+
+
+def markdown(tally: Tally, seed: int, commit: str) -> str:
+    """The figures of a run as RELIABILITY.md tables (``--markdown FILE``)."""
+    modes = sorted(tally.cycles)
+    head = "| | " + " | ".join(modes) + " |\n|---|" + "---:|" * len(modes)
+    rows = [f"Seed {seed}, commit {commit}.", "", head]
+
+    def row(label: str, values: list[object]) -> None:
+        rows.append(f"| {label} | " + " | ".join(str(v) for v in values) + " |")
+
+    row("cycles", [tally.cycles[m] for m in modes])
+    row("wall time (s)", [f"{tally.seconds[m]:.0f}" for m in modes])
+    row("DEL calls / retries", [f"{tally.del_calls[m]} / {tally.del_retries[m]}" for m in modes])
+    for mode in modes:
+        figures = checks.daemon_figures(tally.daemon.get(mode, []))
+        if figures:
+            row(
+                f"{mode} daemon fds start/end/max",
+                ["{fdsStart}/{fdsEnd}/{fdsMax}".format(**figures) if m == mode else "" for m in modes],
+            )
+            row(
+                f"{mode} daemon VmRSS MiB start/end/max",
+                [
+                    "/".join(f"{figures[k] / 1024:.1f}" for k in ("rssStartKiB", "rssEndKiB", "rssMaxKiB"))
+                    if m == mode
+                    else ""
+                    for m in modes
+                ],
+            )
+    row(
+        "**invariant violations**",
+        [sum(n for (mm, _k), n in tally.violations.items() if mm == m) for m in modes],
+    )
+    rows += ["", "| fault | " + " | ".join(f"{m}: cycles" for m in modes) + " | ADD outcomes (code: count) |"]
+    rows.append("|---|" + "---:|" * len(modes) + "---|")
+    kinds = sorted({k for (_m, k) in tally.faults})
+    for kind in kinds:
+        outcomes: dict[str, int] = {}
+        for (_m, fault, code), n in tally.add_codes.items():
+            if fault == kind:
+                outcomes[code] = outcomes.get(code, 0) + n
+        text = ", ".join(f"{c}: {n}" for c, n in sorted(outcomes.items()))
+        rows.append(f"| {kind} | " + " | ".join(str(tally.faults[(m, kind)]) for m in modes) + f" | {text} |")
+    if tally.violations:
+        rows += ["", "| mode | violation | by fault | example |", "|---|---|---|---|"]
+        for (mode, kind), _n in sorted(tally.violations.items()):
+            by_fault = ", ".join(
+                f"{f} {n}" for (m, k, f), n in sorted(tally.by_fault.items()) if m == mode and k == kind
+            )
+            example = tally.examples[(mode, kind)][0].replace("|", "/")[:300]
+            rows.append(f"| {mode} | {kind} | {by_fault} | {example} |")
+    return "\n".join(rows) + "\n"

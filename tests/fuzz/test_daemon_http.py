@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pymultus.daemon import wire
@@ -210,7 +210,17 @@ def _exchange(path: str, data: bytes) -> bytes:
     return b"".join(chunks)
 
 
+def _post(path: str, body: bytes) -> tuple[bytes, bool]:
+    return b"POST %s HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body), True
+
+
+_ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/var/run/netns/x", "CNI_IFNAME": "net1"}
+
+
 @given(requests())
+# Found by this property: a delegate conf with a number that overflows to infinity made /delegate
+# log a traceback and answer 999 (jsonio decodes 1e400 to inf, which it cannot encode again).
+@example(_post("/delegate", wire.encode_request(_ENV, b'{"cniVersion":"1.0.0","type":"bridge","x":1e400}')))
 def test_daemon_answers_any_request(daemon: Daemon, request: tuple[bytes, bool]) -> None:
     data, complete = request
     answer = _exchange(daemon.process.socket_path, data)

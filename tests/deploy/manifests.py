@@ -17,7 +17,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-OVERLAYS = ("crd", "base", "thin", "thick", "examples", "uninstall", "policy")
+OVERLAYS = ("crd", "base", "thin", "thick", "examples", "uninstall", "policy", "cert-approver")
 SUPPORTED_KUSTOMIZATION_KEYS = frozenset({"apiVersion", "kind", "resources", "images"})
 
 Doc = dict[str, Any]
@@ -74,7 +74,11 @@ def _iter_resources(directory: Path, seen: tuple[Path, ...]) -> Iterator[Doc]:
 
 def _apply_images(doc: Doc, images: list[Doc]) -> None:
     """kustomize's ``images`` transformer, for the fields the project uses (name, newName, newTag)."""
-    spec = doc.get("spec", {}).get("template", {}).get("spec") if doc.get("kind") == "DaemonSet" else None
+    spec = (
+        doc.get("spec", {}).get("template", {}).get("spec")
+        if doc.get("kind") in ("DaemonSet", "Deployment")
+        else None
+    )
     if doc.get("kind") == "Pod":
         spec = doc.get("spec")
     if not spec:

@@ -268,6 +268,41 @@ def _drive_every_call(fake_api: FakeApiServer, client: KubeClient, src: ApiPodSo
         list(client.watch(path, None, timeout_seconds=1, send_initial_events=True))
     client.request_token("kube-system", "pymultus", bound_node="node1", expiration_seconds=600)
     _drive_dra(fake_api, client)
+    _drive_node_certificate(fake_api, client)
+
+
+def _drive_node_certificate(fake_api: FakeApiServer, client: KubeClient) -> None:
+    """A per-node certificate requested with the client's identity (create, get, watch of its CSR),
+    approved by an admin once the daemon watches, signed by the fake's signer."""
+    import json
+    import tempfile
+    import threading
+    import time
+
+    from pymultus.kube.certs import CSR_PATH, NodeCertificates
+
+    fake_api.csr_signing_duration = 600
+    with tempfile.TemporaryDirectory() as tmp:
+        admin = KubeClient(load_kubeconfig(str(fake_api.write_kubeconfig(Path(tmp) / "admin"))))
+
+        def approve() -> None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not fake_api.count("GET", CSR_PATH):
+                time.sleep(0.02)  # the watch (a GET of the collection) has started
+            (pending,) = admin.list(CSR_PATH)[0]
+            pending["status"] = {"conditions": [{"type": "Approved", "status": "True", "reason": "Test"}]}
+            name = pending["metadata"]["name"]  # type: ignore[index]
+            admin.request("PUT", f"{CSR_PATH}/{name}/approval", body=json.dumps(pending).encode())
+
+        approver = threading.Thread(target=approve, daemon=True)
+        approver.start()
+        certs = NodeCertificates("node1", f"{tmp}/certs", client.credentials, 600, approval_timeout=20)
+        try:
+            certs.start()
+        finally:
+            certs.stop()
+            approver.join(20)
+            admin.close()
 
 
 def _drive_dra(fake_api: FakeApiServer, client: KubeClient) -> None:

@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = (
     "status_cmd",
     "doctor_cmd",
     "validate_cmd",
+    "cert_approver",
 )
 # Which module registers each sub-command: only that one is imported to run it.
 SUBCOMMANDS = {
@@ -33,6 +34,7 @@ SUBCOMMANDS = {
     "status": "status_cmd",
     "doctor": "doctor_cmd",
     "validate": "validate_cmd",
+    "cert-approver": "cert_approver",
 }
 
 

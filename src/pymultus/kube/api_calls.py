@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 NAD_GROUP = "k8s.cni.cncf.io"
 DRA_GROUP = "resource.k8s.io"
+CSR_GROUP = "certificates.k8s.io"
 
 API_CALLS: tuple[tuple[str, str, str], ...] = (
     ("get", "", "pods"),
@@ -35,6 +36,20 @@ API_CALLS: tuple[tuple[str, str, str], ...] = (
     # driver's ResourceSlices of the pod's node (fieldSelector spec.nodeName + spec.driver).
     ("get", DRA_GROUP, "resourceclaims"),
     ("list", DRA_GROUP, "resourceslices"),
+    # Per-node certificates (pymultus.kube.certs), thick mode with perNodeCertificate: create the
+    # node's CSR, watch it by name for the certificate (GET after an expired watch).
+    ("create", CSR_GROUP, "certificatesigningrequests"),
+    ("get", CSR_GROUP, "certificatesigningrequests"),
+    ("watch", CSR_GROUP, "certificatesigningrequests"),
+)
+
+# pymultus cert-approver (pymultus.kube.csr_approver), its own ClusterRole in deploy/cert-approver;
+# approving also needs the non-HTTP RBAC verb "approve" on signers/kubernetes.io/kube-apiserver-client.
+APPROVER_API_CALLS: tuple[tuple[str, str, str], ...] = (
+    ("list", CSR_GROUP, "certificatesigningrequests"),
+    ("watch", CSR_GROUP, "certificatesigningrequests"),
+    ("update", CSR_GROUP, "certificatesigningrequests/approval"),
+    ("create", "", "events"),
 )
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import os
 import secrets
 import threading
@@ -208,11 +209,12 @@ class NodeCertificates:
                 "usages": list(USAGES),
             },
         }
-        created = client.request("POST", CSR_PATH, body=jsonio.dumpb(body))
+        client.request("POST", CSR_PATH, body=jsonio.dumpb(body))
         deadline = time.monotonic() + self.approval_timeout
-        rv = _text(_mapping(created.get("metadata")).get("resourceVersion")) or None
-        csr = created
         while True:
+            # GET, then watch from its resourceVersion: nothing between the two is missed, and an
+            # expired watch (410) or one that ended just starts the next round.
+            csr = client.request("GET", f"{CSR_PATH}/{name}")
             certificate = _issued(csr, name)
             if certificate:
                 return certificate
@@ -223,27 +225,24 @@ class NodeCertificates:
                     f"within {self.approval_timeout:g} s; is pymultus cert-approver running?",
                     details=f"signer {SIGNER}",
                 )
+            rv = _text(_mapping(csr.get("metadata")).get("resourceVersion")) or None
             try:
                 stream = client.watch(
                     CSR_PATH,
                     rv,
-                    max(1, int(min(left, 60))),
+                    max(1, math.ceil(min(left, 60))),
                     params={"fieldSelector": f"metadata.name={name}"},
                 )
                 try:
                     for kind, obj in stream:
-                        rv = _text(_mapping(obj.get("metadata")).get("resourceVersion")) or rv
-                        if kind in ("ADDED", "MODIFIED"):
-                            csr = obj
-                            if _issued(csr, name):
-                                break
+                        if kind in ("ADDED", "MODIFIED") and _issued(obj, name):
+                            break
                         if time.monotonic() >= deadline:
                             break
                 finally:
                     stream.close()
             except KubeGone:
-                rv = None
-                csr = client.request("GET", f"{CSR_PATH}/{name}")
+                continue
 
     def _rotate_loop(self) -> None:
         while not self._stop.is_set():

@@ -165,7 +165,9 @@ class Daemon:
         self._certs = NodeCertificates(
             self.node_name,
             cert.cert_dir,
-            auth.load_kubeconfig(cert.bootstrap_kubeconfig),
+            auth.load_kubeconfig(cert.bootstrap_kubeconfig)
+            if cert.bootstrap_kubeconfig
+            else auth.load_in_cluster(self.env),
             parse_duration(cert.cert_duration),
             approval_timeout=cert.approval_timeout,
         )

@@ -248,9 +248,8 @@ def _per_node_certificate(reader: _Reader) -> PerNodeCertificate:
     )
     if cert.enabled:
         # pymultus.kube.certs: checked here so a bad value stops the daemon before it starts.
-        for key, given in (("bootstrapKubeconfig", cert.bootstrap_kubeconfig), ("certDir", cert.cert_dir)):
-            if not given:
-                sub.fail(key, "is needed when perNodeCertificate is enabled")
+        if not cert.cert_dir:  # bootstrapKubeconfig may be empty: the in-cluster service account
+            sub.fail("certDir", "is needed when perNodeCertificate is enabled")
         from pymultus.kube.certs import MIN_DURATION, parse_duration
 
         try:

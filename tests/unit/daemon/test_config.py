@@ -108,11 +108,7 @@ def test_generator_options() -> None:
         ({}, "cniVersion"),  # required in auto mode
         ({"cniVersion": "0.3.1", "logToStderr": "maybe"}, "logToStderr"),
         ({"cniVersion": "0.3.1", "multusMasterCNI": "/etc/x.conf"}, "multusMasterCNI"),
-        ({"cniVersion": "0.3.1", "perNodeCertificate": PER_NODE}, "perNodeCertificate.bootstrapKubeconfig"),
-        (
-            {"cniVersion": "0.3.1", "perNodeCertificate": {**PER_NODE, "bootstrapKubeconfig": "/k"}},
-            "perNodeCertificate.certDir",
-        ),
+        ({"cniVersion": "0.3.1", "perNodeCertificate": PER_NODE}, "perNodeCertificate.certDir"),
         (
             {"cniVersion": "0.3.1", "perNodeCertificate": {**PER_NODE_OK, "certDuration": "5m"}},
             "perNodeCertificate.certDuration",

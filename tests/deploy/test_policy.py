@@ -1,10 +1,11 @@
 """deploy/policy: the ValidatingAdmissionPolicy that lets a per-node identity (system:multus:<node>)
 write pods/status and create Events only for pods of its own node, evaluated with cel-python.
 
-The evaluator (tests/deploy/vap.py) is first checked against kube-apiserver itself: the recorded
-policy of tests/data/k8s-wire (cases 47-49) must give the recorded verdicts, codes and messages.
-What remains unverified: that cel-go type-checks our expressions as cel-python runs them (the policy
-is accepted by the OpenAPI schema, tests/deploy/test_manifests.py; no API server runs here).
+The evaluator (tests/fakeapi/vap.py, also the fake API server's admission path) is first checked
+against kube-apiserver itself: the recorded policy of tests/data/k8s-wire (cases 47-49) must give
+the recorded verdicts, codes and messages. What remains unverified: that cel-go type-checks our
+expressions as cel-python runs them (the policy is accepted by the OpenAPI schema,
+tests/deploy/test_manifests.py; no API server runs here).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.deploy import manifests as m
-from tests.deploy.vap import Decision, admit, request
+from tests.fakeapi.vap import Decision, admit, request
 
 WIRE = Path(__file__).resolve().parents[1] / "data" / "k8s-wire"
 NODE = "node-a"
@@ -167,7 +168,7 @@ def test_evaluator_gives_the_recorded_verdicts(
         "system:serviceaccount:wire2:wire2-node", resource="pods", sub_resource="status", operation="UPDATE",
         name=pod_name, namespace="wire2",
     )  # fmt: skip
-    decision = admit(policy, binding, req, target, target)
+    decision = admit(policy, binding, req, target, target, {"kubernetes.io/metadata.name": "wire2"})
     if code == 200:
         assert decision.allowed
         return

@@ -381,6 +381,8 @@ class FakeApiServer:
         self.token_ttl: float | None = None
         # Sign approved client CSRs for at most this many seconds (tests/fakeapi/csr.py); None: no signer.
         self.csr_signing_duration: float | None = None
+        # (ValidatingAdmissionPolicy, binding) pairs checked on pods/status writes (tests/fakeapi/vap.py).
+        self.admission_policies: list[tuple[Obj, Obj]] = []
         self._httpd: _HttpServer | None = None
         self._thread: threading.Thread | None = None
         for ns in namespaces:
@@ -1232,12 +1234,32 @@ class _Handler(BaseHTTPRequestHandler):
                     result[key] = value
             if new.get("spec") != current.get("spec") and "generation" in cur_meta:
                 cur_meta["generation"] = int(cur_meta["generation"]) + 1  # type: ignore[call-overload]
+        if res is PODS and info.subresource == "status" and api.admission_policies:
+            self._admit(info, result, current)
         if _same(result, current):
             self._send_json(200, current, sort_keys=res.crd)  # a no-op write keeps its resourceVersion
             return
         api._finish_meta(result, self._manager(), subresource=info.subresource or None)
         stored = api.store.replace(res, info.namespace or "", info.name, result)
         self._send_json(200, stored, sort_keys=res.crd)
+
+    def _admit(self, info: Info, new: Obj, old: Obj) -> None:
+        """The ValidatingAdmissionPolicies, as kube-apiserver answers their denials (wire fact 22)."""
+        from tests.fakeapi import vap
+
+        req = vap.request(
+            self.user.name, resource="pods", sub_resource="status", operation="UPDATE", name=info.name,
+            namespace=info.namespace or "", groups=tuple(self.user.groups),
+        )  # fmt: skip
+        namespace = self.api.store.get(NAMESPACES, "", info.namespace or "") or {}
+        labels = namespace.get("metadata", {}).get("labels")  # type: ignore[attr-defined]
+        for policy, binding in self.api.admission_policies:
+            decision = vap.admit(policy, binding, req, new, old, labels)
+            if not decision.allowed:
+                details: Obj = {"name": info.name, "kind": "pods", "causes": [{"message": decision.cause}]}
+                refusal = ApiStatus(decision.code, decision.reason, decision.message, details)
+                refusal.admission = True
+                raise refusal
 
     def _update(self, info: Info, query: dict[str, str], body: bytes) -> None:
         if info.resource is csr.CSRS and info.subresource == "approval":

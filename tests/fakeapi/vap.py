@@ -1,4 +1,5 @@
-"""A small ValidatingAdmissionPolicy evaluator for tests, on cel-python (``celpy``).
+"""A small ValidatingAdmissionPolicy evaluator for tests, on cel-python (``celpy``): used by
+tests/deploy/test_policy.py and by the fake API server's admission path (``admission_policies``).
 
 It does what kube-apiserver does for the parts our policies use (wire fact 22): ``matchConstraints
 .resourceRules`` (group, version, operation, resource[/subresource]), ``matchConditions`` (all must
@@ -72,9 +73,16 @@ def _evaluate(expression: str, activation: dict[str, Any]) -> Any:
     return env.program(env.compile(expression)).evaluate(activation)
 
 
-def admit(policy: Obj, binding: Obj, req: Obj, obj: Obj | None, old: Obj | None) -> Decision:
-    """The policy's verdict on one request (allowed when it does not match)."""
+def admit(
+    policy: Obj, binding: Obj, req: Obj, obj: Obj | None, old: Obj | None, namespace_labels: Obj | None = None
+) -> Decision:
+    """The policy's verdict on one request (allowed when it does not match). ``namespace_labels``:
+    the labels of the request's namespace, for the binding's ``matchResources.namespaceSelector``
+    (``matchLabels`` only)."""
     if binding["spec"]["policyName"] != policy["metadata"]["name"] or not _matches_rules(policy, req):
+        return Decision(True)
+    wanted = binding["spec"].get("matchResources", {}).get("namespaceSelector", {}).get("matchLabels", {})
+    if any((namespace_labels or {}).get(key) != value for key, value in wanted.items()):
         return Decision(True)
     activation = {
         "request": json_to_cel(req),

@@ -174,3 +174,39 @@ def test_evaluator_gives_the_recorded_verdicts(
         return
     assert (decision.code, decision.reason, decision.message) == (code, body["reason"], body["message"])
     assert body["details"]["causes"] == [{"message": decision.cause}]
+
+
+# -- the policy on the fake API server's admission path, with pymultus's own status writer ----------
+
+
+def test_policy_on_the_fake_api_lets_a_node_write_only_its_own_pods(fake_api: Any, tmp_path: Path) -> None:
+    from pymultus import errors
+    from pymultus.kube.api_calls import API_CALLS
+    from pymultus.kube.auth import load_kubeconfig
+    from pymultus.kube.client import KubeClient
+    from pymultus.kube.pods import ApiPodSource
+
+    policy, binding = _policy()
+    fake_api.admission_policies.append((policy, binding))
+    fake_api.add_user(ME, groups=["system:multus"], allowed=frozenset(API_CALLS))
+    cert, key = fake_api.pki.client(ME, "system:multus")
+    client = KubeClient(
+        load_kubeconfig(str(fake_api.write_kubeconfig(tmp_path / "kc", client_cert=(cert, key))))
+    )
+    source = ApiPodSource(client, sleep=lambda _s: None)
+    try:
+        fake_api.create_pod("default", "mine", node_name=NODE)
+        fake_api.create_pod("default", "other", node_name="node-b")
+        status = [
+            {"name": "net-a", "interface": "net1", "ips": ["10.1.0.5"], "mac": "02:00:00:00:00:01", "dns": {}}
+        ]
+        source.write_network_status(client.get_pod("default", "mine"), status)
+        with pytest.raises(
+            errors.KubeForbidden, match="pods/status of a pod on node node-b may not be written by"
+        ):
+            source.write_network_status(client.get_pod("default", "other"), status)
+    finally:
+        client.close()
+    mine = fake_api.get_pod("default", "mine")["metadata"]["annotations"]
+    other = fake_api.get_pod("default", "other")["metadata"].get("annotations") or {}
+    assert NETWORK_STATUS in mine and NETWORK_STATUS not in other

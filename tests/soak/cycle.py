@@ -31,6 +31,7 @@ FAULTS_BOTH = [
     "api-429",
     "api-slow",
     "api-drop",
+    "api-status-fail",
     "netns-gone-before-del",
     "corrupt-delegate-list",
     "corrupt-result-cache",
@@ -285,8 +286,28 @@ class Cycle:
         else:
             self.rig.restart_daemon()
 
-    def _api_fault(self, status: int | None, *, retry_after: int | None = None, delay: float = 0.0) -> None:
-        self.rig.api.inject(status, count=self.rng.randint(1, 3), retry_after=retry_after, delay=delay)
+    def _api_fault(
+        self, status: int | None, *, retry_after: int | None = None, delay: float = 0.0, target: str = ""
+    ) -> None:
+        """The next 1-6 requests of one kind (enough to outlast the client's retries at times)."""
+        targets: dict[str, dict[str, object]] = {
+            "any request": {},
+            "pod GET": {"method": "GET", "path_suffix": f"/pods/{self.pod}"},
+            "NAD GET": {"method": "GET", "path_suffix": "/macvlan"},
+            "event POST": {"method": "POST", "path_suffix": "/events"},
+            "status write": {"method": ("PUT", "PATCH"), "path_suffix": "/status"},
+        }
+        # The status write only in its own fault kind (api-status-fail), so CI can leave it out.
+        target = target or self.rng.choice(sorted(set(targets) - {"status write"}))
+        count = self.rng.randint(1, 6)
+        self.note = f"{count} x {target}"
+        self.rig.api.inject(
+            status,
+            count=count,
+            retry_after=retry_after,
+            delay=delay,
+            **targets[target],  # type: ignore[arg-type]
+        )
         try:
             self.check_after_add(self.add())
         finally:
@@ -297,6 +318,11 @@ class Cycle:
 
     def _api_429(self) -> None:
         self._api_fault(429, retry_after=self.rng.randint(0, 1))
+
+    def _api_status_fail(self) -> None:
+        """The network-status write fails, after every delegate ran (500 or 429, 1-6 times)."""
+        status = self.rng.choice([500, 429])
+        self._api_fault(status, retry_after=0 if status == 429 else None, target="status write")
 
     def _api_slow(self) -> None:
         self._api_fault(None, delay=self.rng.uniform(0.2, 0.8))

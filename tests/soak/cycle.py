@@ -26,6 +26,7 @@ FAULTS_BOTH = [
     "none",
     "delegate-fail",
     "delegate-hang",
+    "delegate-del-fail",
     "kill-mid-add",
     "api-500",
     "api-429",
@@ -201,6 +202,14 @@ class Cycle:
     def _delegate_hang(self) -> None:
         self.rig.set_delegate_action(self.cid, f"sleep {HANG}")
         self.check_after_add(self.add())
+
+    def _delegate_del_fail(self) -> None:
+        """The net1 delegate's DEL fails or hangs 1-3 times; the retried DEL must converge."""
+        self.check_after_add(self.add())
+        times = self.rng.randint(1, 3)
+        action = self.rng.choice([f"fail {self.rng.choice([7, 11, 101])}", f"sleep {HANG}"])
+        self.note = f"DEL of net1: {action}, {times} time(s)"
+        self.rig.set_delegate_action(self.cid, f"{action} {times}", command="DEL")
 
     def _kill_mid_add(self) -> None:
         """containerd's CNI timeout: SIGKILL of the plugin process only, then DEL at once."""

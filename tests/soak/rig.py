@@ -32,12 +32,16 @@ WRAPPED_TYPE = "pmsoakbr"  # the wrapper plugin's type: it execs ``bridge``
 DELEGATE_TIMEOUT = 1.5  # seconds; a "hang" sleeps far beyond it
 CALL_TIMEOUT = 30.0  # a call taking longer is killed and counted as hung (20 x the delegate timeout)
 
-# The wrapper reads ``<ctl>/<containerID>`` on ADD: "fail <code>" or "sleep <seconds>" (a hang
-# when longer than the delegate timeout; a slow ADD to kill mid-way when shorter).
+# The wrapper reads ``<ctl>/<containerID>.<command>``: "fail <code> [times]" or "sleep <seconds>
+# [times]" (a hang when longer than the delegate timeout; a slow ADD to kill mid-way when
+# shorter); with a count, only that many calls misbehave.
 WRAPPER = """#!/bin/sh
-ctl="{ctl}/$CNI_CONTAINERID"
-if [ "$CNI_COMMAND" = ADD ] && [ -f "$ctl" ]; then
-  read -r action arg < "$ctl"
+ctl="{ctl}/$CNI_CONTAINERID.$CNI_COMMAND"
+if [ -f "$ctl" ]; then
+  read -r action arg times < "$ctl"
+  if [ -n "$times" ]; then
+    if [ "$times" -le 0 ]; then action=none; else echo "$action $arg $((times - 1))" > "$ctl"; fi
+  fi
   case "$action" in
     fail) printf '{{"cniVersion":"1.0.0","code":%s,"msg":"soak: injected delegate failure"}}' "$arg"
           exit 1 ;;
@@ -192,11 +196,12 @@ class Rig:
         ip("netns", "delete", netns, check=False)
         self._netns.discard(netns)
 
-    def set_delegate_action(self, container_id: str, action: str) -> None:
-        (self.ctl_dir / container_id).write_text(action + "\n")
+    def set_delegate_action(self, container_id: str, action: str, command: str = "ADD") -> None:
+        (self.ctl_dir / f"{container_id}.{command}").write_text(action + "\n")
 
     def clear_delegate_action(self, container_id: str) -> None:
-        (self.ctl_dir / container_id).unlink(missing_ok=True)
+        for command in ("ADD", "DEL"):
+            (self.ctl_dir / f"{container_id}.{command}").unlink(missing_ok=True)
 
     def clear_api_faults(self) -> None:
         """Drop injections the cycle's requests did not use, so they cannot hit the next cycle."""

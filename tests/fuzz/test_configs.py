@@ -176,6 +176,7 @@ def test_multus_conf(data: bytes, server_keys: dict[str, object] | None) -> None
 # to start with a traceback) or holding a lone surrogate.
 @example(b'{"cniVersion":"1.0.0","socketDir":"/' + b"a" * 200 + b'"}')
 @example(b'{"cniVersion":"1.0.0","socketDir":"/\\ud800"}')
+@example(b'{"cniVersion":"1.0.0","connectionLimit":1e400}')  # the message encoded the value as JSON
 def test_daemon_config(data: bytes) -> None:
     got = outcome(lambda: parse_daemon_config(data), {errors.INVALID_NETWORK_CONFIG})
     if isinstance(got, DaemonConfig):

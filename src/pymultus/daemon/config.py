@@ -309,7 +309,7 @@ class _Reader:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            self.fail(key, f"must be a whole number > 0, not {jsonio.dumps(value)}")
+            self.fail(key, f"must be a whole number > 0, not {_shown(value)}")
         return value
 
     def port(self, key: str) -> int | None:
@@ -317,7 +317,7 @@ class _Reader:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
-            self.fail(key, f"must be a TCP port number in 1..65535, not {jsonio.dumps(value)}")
+            self.fail(key, f"must be a TCP port number in 1..65535, not {_shown(value)}")
         return value
 
     def seconds(self, key: str, default: float) -> float:
@@ -333,3 +333,14 @@ class _Reader:
         if not isinstance(value, dict):
             self.fail(key, f"must be an object, not {jsonio.kind_of(value)}")
         return dict(value)
+
+
+def _shown(value: object) -> str:
+    """A decoded JSON value for a message: short, and never failing (``jsonio.dumps`` raises for
+    an overflowed number such as 1e400)."""
+    text = (
+        repr(value)
+        if isinstance(value, int | float) and not isinstance(value, bool)
+        else jsonio.kind_of(value)
+    )
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -7,7 +7,9 @@ BOOKMARKs, sendInitialEvents, and "too old resourceVersion" as 200 + an ERROR ev
 
 Resources: namespaces, pods (+ ``pods/status``), events, and NetworkAttachmentDefinitions
 (``/apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions``); ResourceClaims
-(+ ``status``) and ResourceSlices in tests/fakeapi/dra.py.
+(+ ``status``) and ResourceSlices in tests/fakeapi/dra.py; CertificateSigningRequests (+
+``approval``, an optional signer) in tests/fakeapi/csr.py; ValidatingAdmissionPolicies on
+``pods/status`` writes (``admission_policies``, tests/fakeapi/vap.py).
 
 Test hooks (all thread-safe): :meth:`FakeApiServer.inject` / :meth:`fail_status_writes` (answer the
 next N matching requests with an error or a delay), :meth:`set_down` (close every connection at

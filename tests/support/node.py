@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pymultus.cli.codearchive import ARCHIVE_NAME
 from pymultus.cli.launcher import ENTRY_POINTS, default_python, default_sys_path, write_launcher
 from tests.support.netns import PLUGIN_DIR, delete_host_link, unique_name
 
@@ -53,6 +54,8 @@ class Node:
                 entry_module=module,
                 python=default_python(),
                 sys_path=default_sys_path(),
+                # as `pymultus install-plugin` writes it: the thin plugin from its code archive
+                archive=str(self.bin_dir / ARCHIVE_NAME) if name == "multus" else None,
             )
         self.bridges: list[str] = []
 

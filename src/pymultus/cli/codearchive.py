@@ -1,0 +1,192 @@
+"""One file holding the compiled hot-path modules, for the ``multus`` launcher.
+
+Why: the thin plugin starts twice per pod, and each of the ~30 modules a request imports costs
+the import system ~250 k instructions before the module's own code runs (path lookups: a
+directory listing per package, stats, opening and checking a ``.pyc``; then importlib's Python
+bookkeeping) — about as much as the code itself. From one file read at start, executed directly
+(see :func:`install`), a module costs one ``stat`` and ~20 k instructions. The source tree keeps
+its small modules; :func:`build` compiles them into the archive when the launcher is written
+(install time), and the launcher execs this module's code from the archive and calls
+:func:`install`.
+
+Never stale, never required: a module is served from the archive only while its source file has
+the size and ``mtime_ns`` recorded at build time (an edited or upgraded module is compiled from
+source by the normal import system, as are modules not in the archive), and an archive that is
+missing, unreadable or built by another Python (the magic number differs) is ignored.
+
+Hot path: ``install`` uses built-ins only (``posix``, ``marshal``, ``_thread``); ``build`` runs at
+install time.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from types import ModuleType
+
+# name -> (is_package, source path, source mtime_ns, source size, marshalled code object)
+Table = dict[str, tuple[bool, str, int, int, bytes]]
+
+# What the thin plugin can import. The daemon and the operator tools are long-lived or interactive
+# processes and import normally; so does ``multus-shim``, whose forwarding path imports three
+# small modules (reading the archive would cost it more than it saves: +1.8 M instructions).
+_CLI_KEPT = ("pymultus.cli.thin", "pymultus.cli.wiring", "pymultus.cli.logsink")
+ARCHIVE_NAME = ".multus.code"  # next to the ``multus`` launcher in the CNI bin dir
+
+
+def install(table: Table) -> None:
+    """Serve ``table``'s modules to ``import`` statements from now on (``builtins.__import__``).
+
+    Not a ``sys.meta_path`` finder: the import system's own bookkeeping (module locks, spec
+    search, attribute set-up, all Python code in ``importlib._bootstrap``) costs ~200 k
+    instructions per module even when a finder answers at once; executing the module's code
+    object directly costs ~17 k. What importlib guarantees is kept: a module is in
+    ``sys.modules`` while its code runs (circular imports see it partly initialised, as usual),
+    is removed again if its code raises, is bound on its parent package afterwards, and another
+    thread importing it waits until it is complete (one lock for the archive's modules).
+    Relative imports, ``import *``, other packages and modules the archive does not serve go to
+    the original ``__import__``.
+    """
+    import _thread
+    import builtins
+    import marshal
+    import posix
+    import sys
+
+    modules = sys.modules
+    original = builtins.__import__
+    spec_type = modules["_frozen_importlib"].ModuleSpec
+    module_type = type(sys)
+    lock = _thread.RLock()
+    running: set[str] = set()
+
+    def load(name: str) -> ModuleType | None:
+        """The module ``name``, executed from the archive if needed; None if not served."""
+        module = modules.get(name)
+        if module is not None and name not in running:
+            return module
+        with lock:
+            module = modules.get(name)
+            if module is not None:  # done meanwhile, or this thread's own circular import
+                return module
+            entry = table.get(name)
+            if entry is None:
+                return None
+            try:
+                st = posix.stat(entry[1])
+            except OSError:
+                return None
+            if st.st_mtime_ns != entry[2] or st.st_size != entry[3]:
+                return None  # changed since the build: the import system compiles the source
+            parent, _, child = name.rpartition(".")
+            if parent and load(parent) is None:
+                return None
+            is_package, origin = entry[0], entry[1]
+            module = module_type(name)
+            spec = spec_type(name, None, origin=origin, is_package=is_package)
+            spec.has_location = True
+            module.__spec__ = spec
+            module.__loader__ = None
+            module.__file__ = origin
+            module.__package__ = name if is_package else parent
+            if is_package:
+                module.__path__ = spec.submodule_search_locations = [origin.rpartition("/")[0]]
+            running.add(name)  # before it is visible: other threads wait for the lock, not use it
+            modules[name] = module
+            try:
+                exec(marshal.loads(entry[4]), module.__dict__)  # noqa: S102,S302 - our own build
+            except BaseException:
+                modules.pop(name, None)
+                raise
+            finally:
+                running.discard(name)
+            module = modules[name]  # a module may replace itself, importlib honours that
+            if parent:
+                setattr(modules[parent], child, module)
+            return module
+
+    def archive_import(
+        name: str,
+        globals: Mapping[str, object] | None = None,
+        locals: Mapping[str, object] | None = None,
+        fromlist: Sequence[str] | None = (),
+        level: int = 0,
+    ) -> ModuleType:
+        if (
+            level == 0
+            and (name == "pymultus" or name.startswith("pymultus."))
+            and (not fromlist or "*" not in fromlist)
+        ):
+            module = load(name)
+            if module is not None:
+                if not fromlist:
+                    return modules[name.partition(".")[0]]
+                if not hasattr(module, "__path__") or all(
+                    hasattr(module, item) or load(f"{name}.{item}") is not None for item in fromlist
+                ):
+                    return module
+        return original(name, globals, locals, fromlist, level)
+
+    builtins.__import__ = archive_import
+
+
+def build(path: str, package_root: str) -> bool:
+    """Compile the hot-path modules under ``package_root/pymultus`` into the archive at ``path``
+    (written atomically); False when it was already current."""
+    import importlib.util
+    import marshal
+    import os
+
+    from pymultus import fileio
+
+    table: Table = {}
+    top = os.path.join(package_root, "pymultus")
+    for directory, subdirs, files in os.walk(top):
+        subdirs[:] = sorted(name for name in subdirs if name != "__pycache__")
+        for file_name in sorted(files):
+            if not file_name.endswith(".py"):
+                continue
+            source = os.path.join(directory, file_name)
+            parts = os.path.relpath(source, package_root)[:-3].split(os.sep)
+            is_package = parts[-1] == "__init__"
+            name = ".".join(parts[:-1] if is_package else parts)
+            if not _wanted(name):
+                continue
+            with open(source, "rb") as f:
+                st = os.fstat(f.fileno())
+                code = compile(f.read(), source, "exec", dont_inherit=True)
+            table[name] = (is_package, source, st.st_mtime_ns, st.st_size, marshal.dumps(code))
+    with open(__file__, "rb") as f:
+        loader = compile(f.read(), __file__, "exec", dont_inherit=True)
+    data = importlib.util.MAGIC_NUMBER + marshal.dumps((loader, table))
+    return fileio.write_atomically(path, data, mode=0o644, dir_mode=None)
+
+
+def _wanted(name: str) -> bool:
+    if name.startswith(("pymultus.daemon", "pymultus.ops")):
+        return False
+    return name in _CLI_KEPT if name.startswith("pymultus.cli.") else True
+
+
+# The launcher's part (see launcher.launcher_text): read the archive, check the magic number,
+# exec this module's code and call install. Built-ins only; any failure leaves plain imports.
+LAUNCHER_SNIPPET = """\
+def _code_archive(path):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return
+    magic = getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", None)
+    if not magic or data[:4] != magic:
+        return
+    import marshal
+    try:
+        loader, table = marshal.loads(memoryview(data)[4:])
+    except (ValueError, EOFError, TypeError):
+        return
+    namespace = {"__name__": "pymultus.cli.codearchive"}
+    exec(loader, namespace)
+    namespace["install"](table)
+"""

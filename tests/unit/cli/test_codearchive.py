@@ -1,0 +1,213 @@
+"""cli.codearchive: the thin plugin's modules from one compiled file, never stale, never required.
+
+Each case runs a real ``python -IS`` launcher (as the runtime execs ``multus``) in a subprocess:
+the archive's effect is process-wide (``builtins.__import__``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import pymultus
+from pymultus.cli import codearchive
+from pymultus.cli.launcher import default_python, default_sys_path, launcher_text, write_launcher
+
+SRC = str(Path(pymultus.__file__).resolve().parents[1])
+
+# Prints, as JSON, where each named module came from: "archive" (executed by the archive's
+# loader: no importlib loader) or "import" (the normal import system).
+_REPORT = """\
+import json
+names = {names!r}
+for name in names:
+    __import__(name)
+print(json.dumps({{n: "archive" if sys.modules[n].__loader__ is None else "import" for n in names}}))
+"""
+
+
+def _run(
+    tmp_path: Path, body: str, *, archive: str | None, sys_path: list[str]
+) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "launcher"
+    text = launcher_text("json", python=default_python(), sys_path=sys_path, archive=archive)
+    # The launcher's own entry lines import ``main`` from the entry module; run ``body`` instead.
+    head = text.split("from json import main")[0]
+    script.write_text(head + body)
+    script.chmod(0o755)
+    return subprocess.run([str(script)], capture_output=True, text=True, check=False, env={}, timeout=60)
+
+
+def _copy_package(tmp_path: Path) -> Path:
+    root = tmp_path / "tree"
+    shutil.copytree(Path(SRC) / "pymultus", root / "pymultus", ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def test_the_thin_plugins_modules_come_from_the_archive(tmp_path: Path) -> None:
+    archive = str(tmp_path / ".multus.code")
+    assert codearchive.build(archive, SRC) is True
+    assert codearchive.build(archive, SRC) is False  # unchanged source: unchanged archive
+    names = [
+        "pymultus.cli.thin",
+        "pymultus.attach.service",
+        "pymultus.attach.add",
+        "pymultus.attach.delete",
+        "pymultus.kube.client",
+        "pymultus.kube.kubeyaml",
+        "pymultus.daemon.app",  # not the thin plugin's: imported normally
+        "pymultus.cli.shim",
+    ]
+    out = _run(tmp_path, _REPORT.format(names=names), archive=archive, sys_path=default_sys_path())
+    assert out.returncode == 0, out.stderr
+    origin = json.loads(out.stdout)
+    assert {name for name, where in origin.items() if where == "import"} == {
+        "pymultus.daemon.app",
+        "pymultus.cli.shim",
+    }
+
+
+def test_an_edited_module_is_imported_from_its_source_not_from_the_archive(tmp_path: Path) -> None:
+    root = _copy_package(tmp_path)
+    archive = str(tmp_path / ".multus.code")
+    codearchive.build(archive, str(root))
+    errors_py = root / "pymultus" / "errors.py"
+    errors_py.write_text(errors_py.read_text() + "\nEDITED_AFTER_THE_BUILD = True\n")
+    body = (
+        "import pymultus.errors, pymultus.jsonio\n"
+        "print(pymultus.errors.EDITED_AFTER_THE_BUILD, pymultus.errors.__loader__ is None, "
+        "pymultus.jsonio.__loader__ is None)\n"
+    )
+    out = _run(tmp_path, body, archive=archive, sys_path=[str(root)])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "False", "True"]  # errors from source, jsonio from the archive
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "other-python", "garbage"])
+def test_a_missing_or_foreign_archive_leaves_plain_imports(tmp_path: Path, damage: str) -> None:
+    archive = tmp_path / ".multus.code"
+    codearchive.build(str(archive), SRC)
+    data = archive.read_bytes()
+    if damage == "missing":
+        archive.unlink()
+    elif damage == "truncated":
+        archive.write_bytes(data[: len(data) // 2])
+    elif damage == "other-python":
+        archive.write_bytes(b"\x00\x00\r\n" + data[4:])
+    else:
+        archive.write_bytes(data[:4] + os.urandom(256))
+    names = ["pymultus.cli.thin", "pymultus.attach.service"]
+    out = _run(tmp_path, _REPORT.format(names=names), archive=str(archive), sys_path=[SRC])
+    assert out.returncode == 0, out.stderr
+    assert set(json.loads(out.stdout).values()) == {"import"}
+
+
+def _fake_package(tmp_path: Path, files: dict[str, str]) -> tuple[Path, str]:
+    root = tmp_path / "fake"
+    for name, text in {"__init__.py": "", **files}.items():
+        (root / "pymultus" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "pymultus" / name).write_text(text)
+    archive = str(tmp_path / "fake.code")
+    codearchive.build(archive, str(root))
+    return root, archive
+
+
+def test_import_semantics_are_importlibs(tmp_path: Path) -> None:
+    """Circular imports see the partly initialised module; a failing module is not left in
+    sys.modules and fails again; submodules are bound on their package; a missing name is an
+    ImportError; a module not in the archive is found by the import system."""
+    root, archive = _fake_package(
+        tmp_path,
+        {
+            "a.py": "import pymultus.b\nVALUE = 'a'\n",
+            "b.py": "import sys\nimport pymultus.a\nSEEN = hasattr(sys.modules['pymultus.a'], 'VALUE')\n",
+            "broken.py": "raise RuntimeError('boom')\n",
+            "pkg/__init__.py": "",
+            "pkg/sub.py": "X = 1\n",
+        },
+    )
+    (root / "pymultus" / "late.py").write_text("Y = 2\n")  # created after the build
+    body = (
+        "import pymultus.a, pymultus.b\n"
+        "print(pymultus.b.SEEN, pymultus.a.VALUE)\n"
+        "for _ in range(2):\n"
+        "    try:\n"
+        "        import pymultus.broken\n"
+        "    except RuntimeError as exc:\n"
+        "        print(exc, 'pymultus.broken' in sys.modules)\n"
+        "from pymultus.pkg import sub\n"
+        "import pymultus.pkg.sub as alias\n"
+        "print(sub.X, alias is sub, pymultus.pkg.sub is sub, sub.__package__)\n"
+        "print(pymultus.pkg.__path__[0].endswith('pkg'), pymultus.pkg.__package__)\n"
+        "try:\n"
+        "    from pymultus.pkg import nothing\n"
+        "except ImportError as exc:\n"
+        "    print(type(exc).__name__)\n"
+        "import pymultus.late\n"
+        "print(pymultus.late.Y)\n"
+    )
+    served = _run(tmp_path, body, archive=archive, sys_path=[str(root)])
+    assert served.returncode == 0, served.stderr
+    assert served.stdout.splitlines() == [
+        "False a",
+        "boom False",
+        "boom False",
+        "1 True True pymultus.pkg",
+        "True pymultus.pkg",
+        "ImportError",
+        "2",
+    ]
+    plain = _run(tmp_path, body, archive=None, sys_path=[str(root)])
+    assert plain.stdout == served.stdout  # what the import system itself does
+
+
+def test_a_thread_importing_a_module_being_loaded_waits_for_it(tmp_path: Path) -> None:
+    _, archive = _fake_package(
+        tmp_path,
+        {
+            # The main thread is inside slow's code when the other thread imports it.
+            "slow.py": (
+                "import _thread\nimport pymultus.gate as gate\n"
+                "def other():\n"
+                "    try:\n"
+                "        import pymultus.slow\n"
+                "        gate.seen.append(pymultus.slow.DONE)\n"
+                "    except Exception as exc:\n"
+                "        gate.seen.append(repr(exc))\n"
+                "    finally:\n"
+                "        gate.finished.release()\n"
+                "gate.finished.acquire()\n"
+                "_thread.start_new_thread(other, ())\n"
+                "import time\ntime.sleep(0.2)\n"
+                "DONE = True\n"
+            ),
+            "gate.py": "import _thread\nseen = []\nfinished = _thread.allocate_lock()\n",
+        },
+    )
+    body = (
+        "import pymultus.slow, pymultus.gate\npymultus.gate.finished.acquire()\nprint(pymultus.gate.seen)\n"
+    )
+    out = _run(tmp_path, body, archive=archive, sys_path=[str(tmp_path / "fake")])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[True]"
+
+
+def test_write_launcher_builds_the_archive_it_names(tmp_path: Path) -> None:
+    path = tmp_path / "bin" / "multus"
+    path.parent.mkdir()
+    archive = str(tmp_path / "bin" / codearchive.ARCHIVE_NAME)
+    write_launcher(
+        str(path), entry_module="pymultus.cli.thin", python=default_python(), sys_path=[SRC], archive=archive
+    )
+    assert os.path.isfile(archive)
+    assert f"_code_archive({archive!r})" in path.read_text()
+    version = subprocess.run(
+        [str(path)], input=b"{}", env={"CNI_COMMAND": "VERSION"}, capture_output=True, check=False
+    )
+    assert version.returncode == 0, version.stderr
+    assert "supportedVersions" in json.loads(version.stdout)

@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import stat
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -348,3 +349,44 @@ def test_the_sandbox_of_an_earlier_pod_of_that_name_is_left_alone(hp: HotplugNod
         hp.delete(new_env)
         assert hp.node.leases() == []
         assert hp.node.cache_files(old_cid) == [] and hp.node.cache_files(new_cid) == []
+
+
+def test_metrics_count_reconciles_and_interfaces_and_unattached_pods_are_ignored(tmp_path: Path) -> None:
+    from tests.integration.test_daemon_api import _free_port
+
+    with FakeApiServer(tmp_path / "api") as api:
+        port = _free_port()
+        hot = HotplugNode(tmp_path, api, metricsPort=port, metricsAddress="127.0.0.1")
+        try:
+            hot.node.daemon.start(wait="readyz")
+            with netns() as ns:
+                cid, env = hot.add_pod(ns, "web", "nad1")
+                # A pod of this node that pymultus did not attach: never reconciled, so its
+                # unknown network is no refusal and no event.
+                api.create_pod("default", "elsewhere", annotations={NETWORKS: "nad1"})
+                hot.set_networks("elsewhere", "missing")
+                hot.set_networks("web", "nad1,nad2")
+                hot.wait_links(ns, {"eth0", "net1", "net2"}, "net2 hot-plugged")
+                hot.set_networks("web", "nad2")
+                hot.wait_links(ns, {"eth0", "net2"}, "net1 detached")
+
+                def metrics() -> str:
+                    url = f"http://127.0.0.1:{port}/metrics"
+                    return urllib.request.urlopen(url, timeout=5).read().decode()
+
+                wait_until(
+                    lambda: 'pymultus_hotplug_interfaces_total{change="removed"} 1.0' in metrics(),
+                    what="the removal counted",
+                )
+                text = metrics()
+                assert 'pymultus_hotplug_interfaces_total{change="added"} 1.0' in text
+                assert 'pymultus_hotplug_reconciles_total{result="changed"} 2.0' in text
+                assert 'pymultus_hotplug_duration_seconds_count{result="changed"} 2.0' in text
+                assert 'result="refused"' not in text
+                assert api.events_for("default", "elsewhere") == []
+                hot.delete(env)
+                assert hot.node.leases() == [] and hot.node.cache_files(cid) == []
+        finally:
+            hot.node.daemon.stop()
+            for bridge in hot.node.bridges:
+                delete_host_link(bridge)

@@ -124,12 +124,14 @@ def describe(pid: int) -> str:
 
 
 def host_links(bridges: list[str], parent: str) -> list[str]:
-    """Host links that belong to the soak's pods: ports of its bridges, children of its parent."""
-    links = json.loads(ip("-j", "link", "show") or "[]")
+    """Host links that belong to the soak's pods: ports of its bridges, children of its macvlan
+    parent (a veth, whose own peer also names it as ``link`` but is not a child)."""
+    links = json.loads(ip("-j", "-d", "link", "show") or "[]")
     return [
         str(link["ifname"])
         for link in links
-        if link.get("master") in bridges or (link.get("link") == parent and link["ifname"] != parent + "p")
+        if link.get("master") in bridges
+        or (link.get("link") == parent and link.get("linkinfo", {}).get("info_kind") != "veth")
     ]
 
 

@@ -9,6 +9,7 @@ Everything lives under a private directory with unique names, so nothing else is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from tests.fakeapi import FakeApiServer
 from tests.support.daemon import DaemonProcess
-from tests.support.netns import PLUGIN_DIR, delete_host_link, ip, unique_name
+from tests.support.netns import PLUGIN_DIR, ip, unique_name, veth_parent
 from tests.support.node import Node
 
 NAMESPACE = "soak"
@@ -54,7 +55,8 @@ exec {plugin_dir}/bridge
 
 @dataclass
 class Outcome:
-    """How one call of the executable ended: "0", the CNI error code, "killed" or "hung"."""
+    """How one call of the executable ended: "0", the CNI error code, "exit<N>" without one,
+    "killed" (by the fault), "hung" (past CALL_TIMEOUT) or "stopped" (the soak was interrupted)."""
 
     code: str
     stdout: str = ""
@@ -66,7 +68,8 @@ class Outcome:
 
 
 class Rig:
-    """One mode's node. ``start()`` then ``pod()`` / ``call()`` per cycle; ``close()`` always."""
+    """One mode's node: ``start()``, then ``new_pod()`` and ``call()``/``launch()`` per cycle;
+    ``close()`` always."""
 
     def __init__(self, mode: str, root: Path, rng: random.Random) -> None:
         self.mode = mode
@@ -79,13 +82,13 @@ class Rig:
         self.api = FakeApiServer(root / "api")
         self.daemon: DaemonProcess | None = None
         self.socket_root = ""
-        self.parent = unique_name("pmsv")
+        self.parent = ""  # the macvlan parent (a host veth), made by start()
         self.run_id = unique_name("s")  # every container ID starts with it
         octet = rng.randint(100, 250)
         self.subnets = [f"10.{octet}.{i}.0/24" for i in range(3)]
-        self.networks: list[str] = []  # CNI network names (host-local dataDir subdirs)
         self.conf_path = root / "stdin.conf"  # what the runtime writes to the plugin's stdin
         self._netns: set[str] = set()
+        self._parents = contextlib.ExitStack()
         self.stop = threading.Event()  # set on Ctrl-C: calls in flight are killed, the run ends
 
     # -- set-up -------------------------------------------------------------------------------
@@ -94,9 +97,7 @@ class Rig:
         self.api.start()
         kubeconfig = self.api.write_kubeconfig(self.root / "kubeconfig")
         self.api.create_namespace(NAMESPACE)
-        ip("link", "add", self.parent, "type", "veth", "peer", "name", self.parent + "p")
-        ip("link", "set", self.parent, "up")
-        ip("link", "set", self.parent + "p", "up")
+        self.parent = self._parents.enter_context(veth_parent("pmsv"))
         wrapper = self.wrap_dir / WRAPPED_TYPE
         wrapper.write_text(WRAPPER.format(ctl=self.ctl_dir, plugin_dir=PLUGIN_DIR))
         wrapper.chmod(0o755)
@@ -113,7 +114,6 @@ class Rig:
             "mode": "bridge",
             "ipam": {"type": "host-local", "subnet": self.subnets[2], "dataDir": str(self.node.ipam_dir)},
         }
-        self.networks = [str(c["name"]) for c in (cluster, wrapped, macvlan)]
         self.api.create_nad(NAMESPACE, "wrapped", wrapped)
         self.api.create_nad(NAMESPACE, "macvlan", macvlan)
         if self.mode == "thin":
@@ -275,7 +275,7 @@ class Rig:
         self.api.stop()
         for netns in list(self._netns):
             self.drop_netns(netns)
-        delete_host_link(self.parent)
+        self._parents.close()
         self.node.cleanup()
         if self.socket_root:
             shutil.rmtree(self.socket_root, ignore_errors=True)

@@ -1,6 +1,7 @@
 """Thin mode: ADD+DEL through the real ``multus`` executable vs the same delegates called directly.
 
-    sudo .venv/bin/python bench/thin_bench.py [--samples 40] [--sizes 1,2,4] [--modes plain,kube]
+    sudo .venv/bin/python bench/thin_bench.py [--samples 40] [--sizes 1,2,4] \\
+        [--modes plain,kube-json,kube-yaml]
 
 Method (DESIGN "Performance targets"): one sample = ADD then DEL of a pod with N attachments,
 fresh netns and container ID each time, 0.1 s pause after deleting the netns; the floor (the same N
@@ -9,10 +10,14 @@ bridge+host-local delegates exec'd by the harness in the same order, DEL in reve
 
 Modes:
 * ``plain``: no Kubernetes, the N networks are the conf's ``delegates`` (Go Multus: +31/+27/+25 ms);
-* ``kube``: the fake API server on loopback (HTTPS, bearer token); the cluster network is a conf
+* ``kube-json`` / ``kube-yaml``: the fake API server on loopback (HTTPS, bearer token from a token
+  file, CA inline), the kubeconfig written as JSON (what ``pymultus install`` writes) or as YAML
+  (what Go Multus's installer writes, so what a migrating node has); the cluster network is a conf
   file and the pod's annotation names N-1 NADs; ADD GETs the pod and the NADs, writes
   network-status on ``pods/status`` and posts an event per interface (Go Multus: +58/+62/+62 ms).
-Also measured: the cold start of the ``multus`` executable with the Kubernetes path loaded.
+Also measured: the cold start of the ``multus`` executable with the Kubernetes path loaded. The
+summary (``bench/results/thin.md``) sets every row against Go Multus's figures from DESIGN.md (Go
+Multus cannot be built on these machines: its source cannot be fetched) and the issue-12 goals.
 """
 
 from __future__ import annotations
@@ -34,28 +39,41 @@ from bench.harness import (  # noqa: E402
     RESULTS_DIR,
     Candidate,
     CycleContext,
+    Report,
     check_samples,
     common_arguments,
     run_comparison,
 )
 
+from pymultus.cli.codearchive import ARCHIVE_NAME  # noqa: E402
 from pymultus.cli.launcher import default_python, default_sys_path, write_launcher  # noqa: E402
 
 PLUGIN_DIR = "/usr/lib/cni"
 
 
+# Go Multus on these machines, same method (DESIGN.md "Performance targets"), ms added per cycle.
+GO_MULTUS = {"plain": (31.0, 27.0, 25.0), "kube": (58.0, 62.0, 62.0)}
+GOAL_MARGIN = {"plain": 0.0, "kube": 5.0}  # issue 12: <= Go without Kubernetes, <= Go - 5 with it
+SIZES = (1, 2, 4)
+
+
 class Node:
-    def __init__(self, root: Path, size: int, kube: object | None) -> None:
+    def __init__(
+        self, root: Path, size: int, kube: object | None, *, kubeconfig_format: str = "json"
+    ) -> None:
         self.root = root
         self.size = size
         self.bin = root / "bin"
-        self.multus = str(self.bin / "multus")
-        write_launcher(
-            self.multus,
-            entry_module="pymultus.cli.thin",
-            python=default_python(),
-            sys_path=default_sys_path(),
-        )
+        self.multus = str(self.bin / "multus")  # as `pymultus install-plugin` writes it
+        self.multus_plain = str(self.bin / "multus-plain")  # the launcher without the code archive
+        for path, archive in ((self.multus, str(self.bin / ARCHIVE_NAME)), (self.multus_plain, None)):
+            write_launcher(
+                path,
+                entry_module="pymultus.cli.thin",
+                python=default_python(),
+                sys_path=default_sys_path(),
+                archive=archive,
+            )
         self.bridges = [f"pmtb{os.getpid() % 10000}x{index}" for index in range(size)]
         self.delegates = [
             {
@@ -85,7 +103,9 @@ class Node:
             cluster = root / "10-cluster.conf"
             cluster.write_text(json.dumps(self.delegates[0]))
             conf["clusterNetwork"] = str(cluster)
-            conf["kubeconfig"] = str(kube.write_kubeconfig(root / "kubeconfig"))  # type: ignore[attr-defined]
+            conf["kubeconfig"] = str(
+                kube.write_kubeconfig(root / "kubeconfig", yaml_format=kubeconfig_format == "yaml")  # type: ignore[attr-defined]
+            )
             kube.create_namespace("bench")  # type: ignore[attr-defined]
             names = []
             for delegate in self.delegates[1:]:
@@ -108,9 +128,15 @@ class Node:
         }
 
     def through_multus(self, ctx: CycleContext) -> None:
+        self._through(self.multus, ctx)
+
+    def through_plain_launcher(self, ctx: CycleContext) -> None:
+        self._through(self.multus_plain, ctx)
+
+    def _through(self, executable: str, ctx: CycleContext) -> None:
         for command in ("ADD", "DEL"):
             proc = subprocess.run(
-                [self.multus], input=self.conf, env=self.env(command, ctx), capture_output=True, check=False
+                [executable], input=self.conf, env=self.env(command, ctx), capture_output=True, check=False
             )
             if proc.returncode != 0:
                 raise RuntimeError(f"multus {command} failed: {proc.stdout!r} {proc.stderr!r}")
@@ -142,21 +168,37 @@ def start_cost(samples: int) -> str:
     """Cold start of the executable's code paths in fresh ``python -IS`` processes."""
     python = default_python()
     path = repr(default_sys_path())
-    variants: dict[str, str] = {
-        "interpreter alone (`python3 -IS -c pass`)": "pass",
-        "`multus` entry (thin plugin, no Kubernetes)": "from pymultus.cli.thin import main",
-        "`multus` entry + Kubernetes path (client, kubeconfig, ssl)": (
-            "from pymultus.cli.thin import main; from pymultus.attach import service; "
-            "from pymultus.kube import auth, client, pods; "
-            "from pymultus.kube.http import tls_client_context; tls_client_context()"
-        ),
-    }
-    timings: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(samples):
-        for name, code in variants.items():
-            started = time.perf_counter()
-            subprocess.run([python, "-IS", "-c", f"import sys; sys.path[:0] = {path}; {code}"], check=True)
-            timings[name].append((time.perf_counter() - started) * 1000)
+    with tempfile.TemporaryDirectory(prefix="pymultus-thin-start-") as tmp:
+        archived, plain = f"{tmp}/multus", f"{tmp}/multus-plain"
+        for launcher, archive in ((archived, f"{tmp}/{ARCHIVE_NAME}"), (plain, None)):
+            write_launcher(
+                launcher,
+                entry_module="pymultus.cli.thin",
+                python=python,
+                sys_path=default_sys_path(),
+                archive=archive,
+            )
+        variants: dict[str, list[str]] = {
+            "interpreter alone (`python3 -IS -c pass`)": [python, "-IS", "-c", "pass"],
+            "`multus` VERSION, launcher + code archive (install-plugin)": [archived],
+            "`multus` VERSION, launcher without the archive": [plain],
+            "`multus` entry + Kubernetes path (client, kubeconfig, TLS context), plain imports": [
+                python,
+                "-IS",
+                "-c",
+                f"import sys; sys.path[:0] = {path}; from pymultus.cli.thin import main; "
+                "from pymultus.attach import service; from pymultus.kube import auth, client, pods; "
+                "from pymultus.kube.http import tls_client_context; tls_client_context()",
+            ],
+        }
+        timings: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(samples):
+            for name, argv in variants.items():
+                started = time.perf_counter()
+                subprocess.run(
+                    argv, input=b"{}", env={"CNI_COMMAND": "VERSION"}, capture_output=True, check=True
+                )
+                timings[name].append((time.perf_counter() - started) * 1000)
     lines = [
         f"### Start cost of the `multus` executable (cold process, median of {samples} interleaved runs)",
         "",
@@ -171,40 +213,84 @@ def start_cost(samples: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = common_arguments(__doc__.splitlines()[0] if __doc__ else "thin bench", default_samples=40)
     parser.add_argument("--sizes", default="1,2,4", help="attachments per pod, comma-separated")
-    parser.add_argument("--modes", default="plain,kube", help="plain and/or kube")
+    parser.add_argument("--modes", default="plain,kube-json,kube-yaml", help="plain, kube-json, kube-yaml")
+    parser.add_argument("--skip-start", action="store_true", help="skip the start-cost table")
     args = parser.parse_args(argv)
     check_samples(args.samples)
     sizes = [int(size) for size in args.sizes.split(",")]
     modes = args.modes.split(",")
+    reports: dict[tuple[str, int], Report] = {}
     for mode in modes:
         for size in sizes:
-            _run(mode, size, args.samples, args.warmup)
-    text = start_cost(max(30, args.samples))
+            reports[(mode, size)] = _run(mode, size, args.samples, args.warmup)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "thin-start.md").write_text(text)
+    text = summary(reports)
+    (RESULTS_DIR / "thin.md").write_text(text)
     print(text)
+    if not args.skip_start:
+        text = start_cost(max(30, args.samples))
+        (RESULTS_DIR / "thin-start.md").write_text(text)
+        print(text)
     return 0
 
 
-def _run(mode: str, size: int, samples: int, warmup: int) -> None:
+def summary(reports: dict[tuple[str, int], Report]) -> str:
+    """One table of the run: each mode and size against the floor, Go Multus and the goal."""
+    lines = [
+        "### thin `multus`: ms added per ADD+DEL cycle over the floor (one run)",
+        "",
+        "| mode | attachments | floor median | multus median | added | paired | ratio "
+        "| without archive: added | Go Multus (DESIGN) | goal | verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for (mode, size), report in reports.items():
+        row = report.rows[0]
+        family = "plain" if mode == "plain" else "kube"
+        go = GO_MULTUS[family][SIZES.index(size)] if size in SIZES else None
+        goal = None if go is None else go - GOAL_MARGIN[family]
+        verdict = (
+            "—"
+            if goal is None
+            else ("met" if row.added_ms <= goal else f"missed by {row.added_ms - goal:.1f}")
+        )
+        lines.append(
+            f"| {mode} | {size} | {report.floor.median_ms:.1f} | {row.median_ms:.1f} | {row.added_ms:+.1f} "
+            f"| {row.paired_added_ms:+.1f} | {row.ratio:.2f} | {report.rows[1].added_ms:+.1f} "
+            f"| {'—' if go is None else f'+{go:.0f}'} "
+            f"| {'—' if goal is None else f'<= +{goal:.0f}'} | {verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _run(mode: str, size: int, samples: int, warmup: int) -> Report:
+    if mode not in ("plain", "kube-json", "kube-yaml"):
+        raise SystemExit(f"unknown mode {mode!r}: plain, kube-json or kube-yaml")
     with tempfile.TemporaryDirectory(prefix="pymultus-thin-bench-") as tmp:
         fake = None
-        if mode == "kube":
+        if mode != "plain":
             from tests.fakeapi.certs import Pki
             from tests.fakeapi.server import FakeApiServer
 
             (Path(tmp) / "pki").mkdir()
             (Path(tmp) / "api").mkdir()
             fake = FakeApiServer(Path(tmp) / "api", pki=Pki(Path(tmp) / "pki")).start()
-        node = Node(Path(tmp), size, fake)
-        label = "no Kubernetes, delegates in the conf" if mode == "plain" else "fake API server on loopback"
+        node = Node(Path(tmp), size, fake, kubeconfig_format=mode.removeprefix("kube-"))
+        label = (
+            "no Kubernetes, delegates in the conf"
+            if mode == "plain"
+            else f"fake API server on loopback, {mode.removeprefix('kube-').upper()} kubeconfig"
+        )
         cycle: Callable[[CycleContext], None] = node.through_multus
+        plain: Callable[[CycleContext], None] = node.through_plain_launcher
         try:
-            run_comparison(
+            return run_comparison(
                 f"thin-{mode}-{size}",
                 title=f"thin `multus`, {size} attachment(s), {label}",
                 floor=Candidate(f"floor: {size} bridge delegate(s) exec'd directly", node.floor),
-                candidates=[Candidate("`multus` executable (python -IS launcher)", cycle)],
+                candidates=[
+                    Candidate("`multus` (install-plugin: launcher + code archive)", cycle),
+                    Candidate("`multus`, launcher without the code archive", plain),
+                ],
                 samples=samples,
                 warmup=warmup,
             )

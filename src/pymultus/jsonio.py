@@ -19,13 +19,26 @@ _WHITESPACE = " \t\n\r"
 MAX_DEPTH = 256
 
 
+class _NotFinite(ValueError):
+    """A number literal too large for a float (``1e400``)."""
+
+
+def _finite_float(literal: str) -> float:
+    # float() turns 1e400 into inf, which no encoder can write back (allow_nan is off): the
+    # document would decode, then fail with 999 wherever it is re-encoded (a delegate's conf).
+    value = float(literal)
+    if value - value != 0.0:  # inf - inf is nan; a finite value minus itself is 0
+        raise _NotFinite(literal)
+    return value
+
+
 class _DecoderContext:
     """The attributes ``_json.make_scanner`` reads from a ``json.JSONDecoder``."""
 
     strict = True
     object_hook = None
     object_pairs_hook = None
-    parse_float = float
+    parse_float = staticmethod(_finite_float)
     parse_int = int
     memo: dict[str, str]
 
@@ -85,6 +98,8 @@ def loads(data: str | bytes | bytearray, *, what: str = "JSON document") -> obje
         value, end = _scan_once(text, start)
     except RecursionError:
         raise _too_deep(what) from None
+    except _NotFinite as exc:
+        raise JSONDecodeError(f"{what} holds the number {exc.args[0][:40]}, too large for a float") from None
     except (StopIteration, ValueError, SystemError):
         # Error path only: the full decoder gives the precise message and position.
         raise JSONDecodeError(f"{what} is not valid JSON: {_explain(text)}") from None

@@ -312,7 +312,13 @@ def _objects(path: str) -> list[tuple[str, KubeObject]]:
             and str(document["kind"]).endswith("List")
             and isinstance(document.get("items"), list)
         ):
-            for item_index, item in enumerate(document.get("items") or [], start=1):
+            items = document.get("items")
+            if items is not None and not isinstance(items, list):
+                raise InvalidConfig(
+                    f"manifest {label}: the items of a List must be a list, not {jsonio.kind_of(items)}",
+                    details=f"path={path}",
+                )
+            for item_index, item in enumerate(items or [], start=1):
                 item_label = f"{label} item {item_index}"
                 if not isinstance(item, dict):
                     raise InvalidConfig(
@@ -354,6 +360,10 @@ def _yaml_documents(path: str, data: bytes) -> list[object]:
         raise InvalidConfig(
             f"manifest {path} is not valid UTF-8: {exc.reason}", details=f"path={path}"
         ) from None
+    except ValueError as exc:  # PyYAML's int constructor past Python's digit limit, say
+        raise InvalidConfig(
+            f"manifest {path} holds a value that cannot be read: {str(exc)[:120]}", details=f"path={path}"
+        ) from None
 
 
 class _Budget:
@@ -394,11 +404,18 @@ class _Budget:
         if isinstance(value, list | tuple):
             return [self.plain(item, depth + 1) for item in value]
         if isinstance(value, set | frozenset):
-            return sorted(self.plain(item, depth + 1) for item in value)  # type: ignore[type-var]
+            # A stable order whatever the members' types (a YAML !!set may mix them).
+            return sorted((self.plain(item, depth + 1) for item in value), key=repr)
         if isinstance(value, bytes):
             import base64
 
             return base64.b64encode(value).decode("ascii")
+        if isinstance(value, float) and value - value != 0.0:
+            # .inf / .nan: JSON (the API, the parsed cache, a delegate's conf) cannot hold them.
+            raise InvalidConfig(
+                f"manifest {self.path} holds the number {value}, which JSON cannot represent",
+                details=f"path={self.path}",
+            )
         if value is None or isinstance(value, str | int | float | bool):
             return value
         return str(value)

@@ -55,25 +55,24 @@ class Outcome:
         return bool(self.added or self.removed)
 
 
-def attached_pods(cni_dir: str, names: list[str]) -> dict[str, dict[str, str]]:
-    """Container ID → its pod (namespace, name, uid) and netns for the pymultus delegate lists
-    among the files ``names`` of ``cni_dir``; Go Multus lists and unreadable files are skipped
-    (not ours to hot-plug)."""
-    found: dict[str, dict[str, str]] = {}
-    for name in names:
-        try:
-            record = store.load(cni_dir, name)
-        except MultusError:
-            continue  # a directory (results/, locks/), a temp file, a corrupt list
-        pod = record.get("pod") if record is not None and not record.get("legacy") else None
-        if isinstance(pod, dict) and pod.get("name") and isinstance(record, dict) and record.get("netns"):
-            found[str(record.get("containerId") or name)] = {
-                "namespace": str(pod.get("namespace") or ""),
-                "name": str(pod["name"]),
-                "uid": str(pod.get("uid") or ""),
-                "netns": str(record["netns"]),
-            }
-    return found
+def attached_pod(cni_dir: str, name: str) -> dict[str, str] | None:
+    """The container, pod (namespace, name, uid) and netns of the file ``name`` of ``cni_dir``
+    when it is a pymultus delegate list; None for anything else (Go Multus's lists, the
+    ``results``/``locks`` directories, temp files, corrupt lists: not ours to hot-plug)."""
+    try:
+        record = store.load(cni_dir, name)
+    except MultusError:
+        return None
+    pod = record.get("pod") if record is not None and not record.get("legacy") else None
+    if record is None or not isinstance(pod, dict) or not pod.get("name") or not record.get("netns"):
+        return None
+    return {
+        "container": str(record.get("containerId") or name),
+        "namespace": str(pod.get("namespace") or ""),
+        "name": str(pod["name"]),
+        "uid": str(pod.get("uid") or ""),
+        "netns": str(record["netns"]),
+    }
 
 
 def reconcile(conf: MultusConf, deps: Deps, container_id: str) -> Outcome:

@@ -152,7 +152,7 @@ class HotplugController:
                         self._enqueue(pod, 0.0)
                 else:
                     retry = self._reconcile_pod(key)
-            except MultusError as exc:  # e.g. the conf not written yet, an unreadable cniDir
+            except MultusError as exc:  # e.g. the Multus conf not written yet
                 log.info("hot-plug of %s/%s waits: %s", *key, exc.msg)
                 retry = BACKOFF_MIN
             except Exception:
@@ -165,7 +165,7 @@ class HotplugController:
 
     def _attached(self) -> dict[str, dict[str, str]]:
         """Container → pod of every pymultus delegate list, re-read only when a file changed."""
-        from pymultus.attach.hotplug import attached_pods
+        from pymultus.attach.hotplug import attached_pod
 
         conf = self._conf()
         try:
@@ -182,10 +182,9 @@ class HotplugController:
             if known is not None and known[0] == mtime:
                 index[name] = known
                 continue
-            found = attached_pods(conf.cni_dir, names=[name])
-            if found:
-                (container, pod), *_ = found.items()
-                index[name] = (mtime, {**pod, "container": container})
+            pod = attached_pod(conf.cni_dir, name)
+            if pod is not None:
+                index[name] = (mtime, pod)
         self._index = index
         return {pod["container"]: pod for _, pod in index.values()}
 

@@ -146,6 +146,19 @@ def netns_links(netns: str) -> list[str]:
     return sorted(str(link["ifname"]) for link in links if link["ifname"] != "lo")
 
 
+def leases_of(all_leases: list[str], container_id: str) -> list[str]:
+    """The host-local leases of one container (a lease file holds "<containerID>\\r\\n<ifname>")."""
+    found = []
+    for path in all_leases:
+        try:
+            owner = Path(path).read_text().split()
+        except OSError:
+            continue
+        if owner and owner[0] == container_id:
+            found.append(path)
+    return found
+
+
 def cache_entries(cni_dir: Path) -> list[str]:
     """Everything under the private cniDir but its own subdirectories: delegate lists, result
     caches, lock and temp files, and a directory, FIFO or symlink in a cache file's place."""

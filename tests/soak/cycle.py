@@ -21,6 +21,7 @@ HOST_SETTLE = 3.0  # seconds the kernel may take to remove the host veths of a d
 SLOW_DELEGATE = 0.8  # a slow delegate (under the rig's delegate timeout) to interrupt mid-ADD
 HANG = 30  # far beyond the delegate timeout
 ATTACHED = ["eth0", "net1", "net2"]
+PARALLEL_BASE = 500_000  # container-ID index of the extra pods of parallel-pods cycles
 
 FAULTS_BOTH = [
     "none",
@@ -42,6 +43,7 @@ FAULTS_BOTH = [
     "kill-mid-del",
     "del-during-add",
     "uid-mismatch",
+    "parallel-pods",
 ]
 FAULTS_THICK = ["daemon-kill-between", "daemon-kill-during-add", "daemon-kill-during-del"]
 
@@ -60,6 +62,7 @@ class Cycle:
         self.deleted = False  # a fault that ran the DEL itself sets it
         self.note = ""  # what exactly the fault did, for the violation's detail
         self.foreign: list[str] = []  # entries the harness put in cniDir that DEL leaves alone by design
+        self.index = index
         self.pod, self.uid, self.cid, self.netns = rig.new_pod(index)
 
     def run(self, fault: str) -> None:
@@ -129,7 +132,7 @@ class Cycle:
 
     def check_after_add(self, outcome: Outcome) -> None:
         """After a completed ADD: all three attachments and their leases, or (failed) nothing."""
-        links, leases = checks.netns_links(self.netns), self.rig.node.leases()
+        links, leases = checks.netns_links(self.netns), checks.leases_of(self.rig.node.leases(), self.cid)
         if outcome.ok and (links != ATTACHED or len(leases) != len(ATTACHED)):
             self.violate("add-ok-incomplete", f"links {links}, leases {len(leases)} after a successful ADD")
         if not outcome.ok and outcome.code not in ("killed", "hung") and (links or leases):
@@ -402,12 +405,48 @@ class Cycle:
         self.check_after_add(first)
         self.add()
         if first.ok:
-            links, leases = checks.netns_links(self.netns), self.rig.node.leases()
+            links, leases = checks.netns_links(self.netns), checks.leases_of(self.rig.node.leases(), self.cid)
             if links != ATTACHED or len(leases) != len(ATTACHED):
                 self.violate(
                     "repeated-add-destroyed-first",
                     f"after a second ADD the first ADD's pod has links {links}, {len(leases)} leases",
                 )
+
+    def _parallel_pods(self) -> None:
+        """2-4 more pods ADDed and DELed at the same time as this one (the daemon's pool, the
+        host-local store and the bridges shared between requests); each must end clean."""
+        others = [
+            Cycle(self.rig, PARALLEL_BASE + self.index * 4 + k, self.rng, self.tally)
+            for k in range(self.rng.randint(2, 4))
+        ]
+        self.note = f"{len(others)} more pods"
+        try:
+            pods = [self, *others]
+            for pod in others:
+                pod.fault = self.fault
+            adds = [pod.launch("ADD") for pod in pods]
+            for pod, proc in zip(pods, adds, strict=True):
+                pod.check_after_add(pod.record_add(pod.finish(proc, "ADD")))
+            dels = [pod.launch("DEL") for pod in pods]
+            for pod, proc in zip(pods, dels, strict=True):
+                self.tally.del_calls[self.mode] += 1
+                if pod.finish(proc, "DEL").ok:
+                    pod.deleted = True
+            for pod in others:
+                if not pod.deleted:
+                    pod.delete()
+                pids = pod.wait_for_processes()
+                if pids:
+                    pod.violate("delegate-process-left", "; ".join(checks.describe(p) for p in pids))
+                    checks.kill_all(pids)
+                links = checks.netns_links(pod.netns)
+                if links:
+                    pod.violate("links-in-netns", f"{links} left in the pod netns after DEL")
+        finally:
+            for pod in others:
+                pod.rig.clear_delegate_action(pod.cid)
+                pod.rig.drop_netns(pod.netns)
+                pod.rig.api.delete_pod(NAMESPACE, pod.pod)
 
     def _repeated_del(self) -> None:
         self.check_after_add(self.add())

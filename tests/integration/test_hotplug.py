@@ -190,6 +190,7 @@ def test_added_network_appears_and_removed_one_goes_with_its_lease(hp: HotplugNo
         ("nad1,nad2@net1", "net1"),
         # Changed parameters of a running attachment are refused, not re-created (docs/hotplug.md).
         ([{"name": "nad1", "mac": "02:00:00:00:00:42"}], "is attached with other"),
+        ([{"name": "nad1", "cni-args": {"foo": "bar"}}], "other cni-args"),
     ],
 )
 def test_invalid_or_forbidden_addition_leaves_the_pod_as_it_was(

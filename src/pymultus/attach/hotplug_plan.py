@@ -119,6 +119,8 @@ def _refuse_changes(want: Attachment, have: dict[str, object]) -> None:
         return  # device assignment rewrote its args at ADD: not comparable, and never hot-plugged
     wanted = want.to_record()
     changed = [key for key in _PARAMETERS if (wanted.get(key) or None) != (have.get(key) or None)]
+    if _conf_args(wanted.get("conf")) != _conf_args(have.get("conf")):
+        changed.append("cni-args")  # merged into the conf's args (resolve._with_cni_args)
     if changed:
         raise ParametersChanged(
             f"network {want.name} ({have.get('ifname')}) is attached with other {', '.join(changed)} "
@@ -126,3 +128,12 @@ def _refuse_changes(want: Attachment, have: dict[str, object]) -> None:
             "annotation, then add it again",
             details="hot-plug never re-creates an interface behind the application's back",
         )
+
+
+def _conf_args(conf: object) -> list[object]:
+    """The ``args`` of a conf or of each plugin of a conflist (where ``cni-args`` go)."""
+    if not isinstance(conf, dict):
+        return []
+    plugins = conf.get("plugins")
+    targets = plugins if isinstance(plugins, list) else [conf]
+    return [target.get("args") or None for target in targets if isinstance(target, dict)]

@@ -222,7 +222,7 @@ def test_invalid_or_forbidden_addition_leaves_the_pod_as_it_was(
 def test_change_made_while_the_daemon_was_down_is_applied_after_restart(hp: HotplugNode) -> None:
     with netns() as ns:
         cid, env = hp.add_pod(ns, "web", "nad1")
-        hp.node.daemon.stop()
+        assert hp.node.daemon.stop() == 0  # SIGTERM: the hot-plug workers stop cleanly too
         hp.set_networks("web", "nad2")
         hp.node.daemon.start(wait="readyz")
         hp.wait_links(ns, {"eth0", "net2"}, "nad1 replaced by nad2 after the restart")

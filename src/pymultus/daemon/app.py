@@ -256,6 +256,8 @@ class Daemon:
 
     def shutdown(self) -> int:
         self._stopping.set()  # /readyz fails from now on
+        if self.hotplug is not None:
+            self.hotplug.stop()
         clean = True
         if self.server is not None:
             clean = self.server.drain(self.config.shutdown_timeout)
@@ -266,8 +268,8 @@ class Daemon:
             self.server.close()
         for informer in self.informers:
             informer.stop()
-        if self.hotplug is not None:
-            self.hotplug.stop()
+        if self.hotplug is not None and not self.hotplug.join(self.config.shutdown_timeout):
+            log.warning("a hot-plug still runs; the next daemon finishes it")
         if self._certs is not None:
             self._certs.stop()
         self.manager.stop()

@@ -104,9 +104,18 @@ class HotplugController:
         self._threads.append(ticker)
 
     def stop(self) -> None:
+        """Start no new reconcile; the running ones go on (see :meth:`join`)."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the running reconciles, at most ``timeout`` seconds; whether all ended (one
+        cut short by the exit is finished by the next daemon: the delegate lists say what)."""
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     def _tick(self) -> None:
         while not self._stop.is_set() and not self._synced():

@@ -1,6 +1,6 @@
 """Thick-mode benchmarks: multus-shim + pymultus daemon vs the floor, shim start, burst, RSS.
 
-    sudo .venv/bin/python bench/thick_bench.py [--samples 40] [--skip-rss]
+    sudo .venv/bin/python bench/thick_bench.py [--samples 40] [--skip-rss] [--kube]
 
 Method (DESIGN "Performance targets"): one ADD+DEL cycle per sample, fresh netns and container
 ID each time, 0.1 s pause after deleting the netns, the shim path and the *floor* (the same bridge
@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
+from tests.fakeapi import FakeApiServer  # noqa: E402
 from tests.support.daemon import DaemonProcess, write_shim  # noqa: E402
 from tests.support.netns import delete_host_link, ip, unique_name  # noqa: E402
 
@@ -48,8 +49,11 @@ def _bridge(name: str, bridge: str, subnet: str, ipam: Path) -> dict[str, object
 
 
 class Setup:
-    def __init__(self, root: Path, networks: int, **keys: object) -> None:
+    def __init__(self, root: Path, networks: int, api: FakeApiServer | None = None, **keys: object) -> None:
         self.root = root
+        self.api = api
+        self.pod_networks = ""
+        self.pods_created = 0
         for sub in ("net.d", "multus.d", "emptybin"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         self.bridges: list[str] = []
@@ -62,6 +66,9 @@ class Setup:
             self.confs.append(conf)
             if index == 0:
                 (root / "net.d" / "10-primary.conf").write_text(json.dumps(conf))
+            elif api is not None:  # a NAD named by each pod's annotation
+                api.create_nad("default", f"nad{index}", conf)
+                extra.append(f"nad{index}")
             else:
                 (root / "multus.d" / f"{conf['name']}.conf").write_text(json.dumps(conf))
                 extra.append(conf["name"])
@@ -77,14 +84,33 @@ class Setup:
             "binDir": PLUGINS,
             "logLevel": "error",
         }
-        if extra:
+        if api is not None:
+            config["kubeconfig"] = str(api.write_kubeconfig(root / "kubeconfig"))
+            self.pod_networks = ",".join(extra)
+        elif extra:
             config["defaultNetworks"] = extra
         config.update(keys)
         self.daemon = DaemonProcess(root, config)
+        if api is not None:
+            self.daemon.env["MULTUS_NODE_NAME"] = "node1"
         self.shim = write_shim(root / "bin")
 
     def conf(self) -> bytes:
         return (self.root / "net.d" / "00-multus.conf").read_bytes()
+
+    def create_pod(self, name: str) -> None:
+        """Kubernetes mode: the pod exists (and is in the daemon's cache) before its ADD, as when
+        the kubelet starts a sandbox; not timed."""
+        if self.api is None:
+            return
+        annotations = {"k8s.v1.cni.cncf.io/networks": self.pod_networks} if self.pod_networks else None
+        self.api.create_pod("default", name, annotations=annotations)
+        deadline = time.monotonic() + 10
+        while self.daemon.stats()["caches"]["pods"]["objects"] < self.pods_created + 1:  # type: ignore[index]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"pod {name} never reached the daemon's cache")
+            time.sleep(0.005)
+        self.pods_created += 1
 
     def close(self) -> None:
         self.daemon.stop()
@@ -144,19 +170,22 @@ def one(kind: str, setup: Setup, gap: float = 0.0) -> float:
     ip("netns", "add", ns)
     try:
         cid = unique_name("bc")
-        return shim_cycle(setup, cid, ns, gap) if kind == "shim" else floor_cycle(setup, cid, ns, gap)
+        if kind == "shim":
+            setup.create_pod(cid)
+            return shim_cycle(setup, cid, ns, gap)
+        return floor_cycle(setup, cid, ns, gap)
     finally:
         ip("netns", "delete", ns, check=False)
         time.sleep(0.1)
 
 
-def bench_cycles(samples: int, root: Path, gap: float = 0.0) -> list[str]:
+def bench_cycles(samples: int, root: Path, gap: float = 0.0, api: FakeApiServer | None = None) -> list[str]:
     lines = [
         "| networks | floor median | shim median | added | paired added | ratio |",
         "|---|---|---|---|---|---|",
     ]
     for networks in (1, 2, 4):
-        setup = Setup(root / f"cyc{networks}", networks)
+        setup = Setup(root / f"cyc{networks}{'k' if api else ''}", networks, api)
         setup.daemon.start(wait="readyz")
         try:
             for _ in range(3):
@@ -259,8 +288,6 @@ def _rss(pid: int) -> tuple[float, float]:
 
 
 def bench_rss(root: Path, pods: int = 5000, nads: int = 1000) -> list[str]:
-    from tests.fakeapi import FakeApiServer
-
     lines = ["| daemon state | RSS | peak RSS (VmHWM) |", "|---|---|---|"]
     setup = Setup(root / "rss-idle", 1)
     setup.daemon.start(wait="readyz")
@@ -324,6 +351,12 @@ def main() -> int:
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--only", choices=("cycles", "start", "burst", "rss"), default=None)
     parser.add_argument(
+        "--kube",
+        action="store_true",
+        help="cycles against the fake API server: pod and NADs from the daemon's caches, "
+        "network-status written and events posted per ADD (what Go Multus's thick figures include)",
+    )
+    parser.add_argument(
         "--del-gap",
         type=float,
         default=0.0,
@@ -335,13 +368,14 @@ def main() -> int:
         root = Path(tmp)
         out: list[str] = []
         if args.only in (None, "cycles"):
-            out += [
-                "### ADD+DEL cycles through multus-shim vs the floor"
-                + (f" (--del-gap {args.del_gap:g} ms)" if args.del_gap else ""),
-                "",
-                *bench_cycles(args.samples, root, args.del_gap / 1000),
-                "",
-            ]
+            title = "### ADD+DEL cycles through multus-shim vs the floor" + (
+                f" (--del-gap {args.del_gap:g} ms)" if args.del_gap else ""
+            )
+            out += [f"{title}, no Kubernetes", "", *bench_cycles(args.samples, root, args.del_gap / 1000), ""]
+            if args.kube:
+                with FakeApiServer(root / "api") as api:
+                    cycles = bench_cycles(args.samples, root, args.del_gap / 1000, api)
+                out += [f"{title}, fake API server (HTTPS) on loopback", "", *cycles, ""]
         if args.only in (None, "start"):
             out += ["### multus-shim start cost", "", *bench_shim_start(args.samples, root), ""]
         if args.only in (None, "burst"):

@@ -131,6 +131,11 @@ def install(table: Table) -> None:
     builtins.__import__ = archive_import
 
 
+# Compiled modules by (path, mtime_ns, size): a process writing many launchers (the test suite's
+# nodes) compiles each source once.
+_COMPILED: dict[tuple[str, int, int], bytes] = {}
+
+
 def build(path: str, package_root: str) -> bool:
     """Compile the hot-path modules under ``package_root/pymultus`` into the archive at ``path``
     (written atomically); False when it was already current."""
@@ -153,13 +158,19 @@ def build(path: str, package_root: str) -> bool:
             name = ".".join(parts[:-1] if is_package else parts)
             if not _wanted(name):
                 continue
-            with open(source, "rb") as f:
-                st = os.fstat(f.fileno())
-                code = compile(f.read(), source, "exec", dont_inherit=True)
-            table[name] = (is_package, source, st.st_mtime_ns, st.st_size, marshal.dumps(code))
+            st = os.stat(source)
+            key = (source, st.st_mtime_ns, st.st_size)
+            compiled = _COMPILED.get(key)
+            if compiled is None:
+                with open(source, "rb") as f:
+                    compiled = marshal.dumps(compile(f.read(), source, "exec", dont_inherit=True))
+                _COMPILED[key] = compiled
+            table[name] = (is_package, source, st.st_mtime_ns, st.st_size, compiled)
     with open(__file__, "rb") as f:
-        loader = compile(f.read(), __file__, "exec", dont_inherit=True)
-    data = importlib.util.MAGIC_NUMBER + marshal.dumps((loader, table))
+        loader = marshal.dumps(compile(f.read(), __file__, "exec", dont_inherit=True))
+    # Format 2 (no back-references) for the outer layer: the same input always gives the same
+    # bytes, so an unchanged archive is not rewritten.
+    data = importlib.util.MAGIC_NUMBER + marshal.dumps((loader, table), 2)
     return fileio.write_atomically(path, data, mode=0o644, dir_mode=None)
 
 
@@ -184,6 +195,7 @@ def _code_archive(path):
     import marshal
     try:
         loader, table = marshal.loads(memoryview(data)[4:])
+        loader = marshal.loads(loader)
     except (ValueError, EOFError, TypeError):
         return
     namespace = {"__name__": "pymultus.cli.codearchive"}

@@ -84,6 +84,11 @@ def _add(call: Call, lock: ContainerLock) -> dict[str, object]:
         call.event(EventKind.WARNING, "NetworkForbidden", exc.msg)
         raise
     attachments = resolution.attachments
+    verbose, debug = call.logs("verbose"), call.logs("debug")
+    if verbose:
+        from pymultus.attach import trace
+
+        trace.resolution(call, pod, attachments)
     for attachment in attachments:
         warning = check_capabilities(call.conf, attachment)
         if warning:
@@ -109,6 +114,8 @@ def _add(call: Call, lock: ContainerLock) -> dict[str, object]:
     lock.killable = True  # a DEL may now SIGKILL the running delegate
     try:
         for index, attachment in enumerate(attachments):
+            call.step = attachment  # log lines (and the failure line) name it
+            started = trace.now() if verbose else 0.0
             rt = runtime_conf(call.request, call.conf, call.pod_ref, attachment)
             # The result cache of this network is written while the next network's delegates
             # run, except for the last one and when the routes below rewrite it.
@@ -121,18 +128,27 @@ def _add(call: Call, lock: ContainerLock) -> dict[str, object]:
                         details=f"network {attachment.name}; netns {call.request.netns}",
                     )
                 called = True
+                if debug:
+                    trace.delegate_sent(call, attachment, rt)
                 result = cni.add_network_list(
                     attachment.network, rt, write_cache=writes.background if overlap else writes.now
                 )
                 routes.apply_default_routes(call.deps.netns, call.request.netns, cni, attachment, rt, result)
             except MultusError as exc:
+                if verbose:
+                    trace.attachment_done(call, attachment, started, action="added", error=exc)
                 lock.killable = False  # the rollback's delegates are never killed
                 writes.settle()  # the rollback's DEL reads the result caches
                 failing = attachment if called else None
                 _roll_back(call, attachments[:index] + ([attachment] if called else []), failing)
                 raise _failed(call, lock, attachment, exc) from None
             results.append(result)
+            if verbose:
+                if debug:
+                    trace.delegate_result(call, attachment, result)
+                trace.attachment_done(call, attachment, started, action="added", result=result)
             _announce(call, attachment, result)
+        call.step = None
     finally:
         lock.killable = False
         writes.settle()  # never return (or raise) with a write still running
@@ -263,9 +279,10 @@ def _roll_back(call: Call, attempted: list[Attachment], failing: Attachment | No
         except MultusError as exc:
             if attachment is failing:
                 # Its ADD did not succeed: a later DEL must not call it (DESIGN item 2).
-                call.log("warning", f"rollback DEL of {attachment.name} whose ADD failed: {exc.msg}")
+                # Expected: the ADD's own failure line reports it.
+                call.log("verbose", f"rollback DEL whose ADD failed: {exc.msg}", **_named(attachment))
                 continue
-            call.log("error", f"rollback DEL of {attachment.name} ({attachment.ifname}) failed: {exc.msg}")
+            call.log("error", f"rollback DEL failed: {exc.msg}", code=exc.code, **_named(attachment))
             left.append(attachment)
     left.reverse()
     if left:
@@ -274,6 +291,11 @@ def _roll_back(call: Call, attempted: list[Attachment], failing: Attachment | No
         # Nothing left to undo. A later DEL finds no cache and falls back to a best-effort
         # re-resolution whose failures are never reported, so the pod cannot get stuck.
         store.remove(call.conf.cni_dir, call.request.container_id)
+
+
+def _named(attachment: Attachment) -> dict[str, object]:
+    """The fields naming ``attachment`` in a log line about it (not the one in progress)."""
+    return {"network": attachment.name, "ifname": attachment.ifname}
 
 
 def _announce(call: Call, attachment: Attachment, result: Result) -> None:

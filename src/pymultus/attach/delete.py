@@ -34,6 +34,7 @@ from pymultus.cni import cache as result_cache
 from pymultus.cni import netconf
 from pymultus.errors import DelegateFailed, IOFailure, MultusError, PluginNotFound
 from pymultus.store import delegates as store
+from pymultus.store import deleted
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,33 +46,45 @@ def delete(call: Call) -> None:
     attachments, certain, unusable = _attachments_to_delete(call)
     cni = call.cni()
     failures: list[tuple[Attachment, MultusError]] = []
+    verbose, debug = call.logs("verbose"), call.logs("debug")
+    if verbose:
+        from pymultus.attach import trace
     for attachment in reversed(attachments):
+        call.step = attachment  # log lines name it
+        started = trace.now() if verbose else 0.0
         rt = runtime_conf(call.request, call.conf, call.pod_ref, attachment)
         try:
+            if debug:
+                trace.delegate_sent(call, attachment, rt)
             cni.del_network_list(attachment.network, rt)
         except PluginNotFound as exc:
             if certain and _was_added(call, attachment):
                 # Its ADD completed (libcni cached the result): an interface and a lease exist
                 # that only this plugin can remove. Report it and keep it recorded.
-                call.log("error", f"DEL of {attachment.name} ({attachment.ifname}) failed: {exc.msg}")
+                if verbose:
+                    trace.attachment_done(call, attachment, started, action="deleted", error=exc)
                 failures.append((attachment, exc))
                 continue
             # Never added through this binary (e.g. a rolled-back ADD that failed on it):
             # nothing can exist through it, and failing would leave the pod stuck in Terminating.
-            call.log("warning", f"DEL of {attachment.name}: {exc.msg}; nothing to undo through it")
+            call.log("verbose", f"{exc.msg}; nothing to undo through it")
         except MultusError as exc:
             if not certain:
-                call.log(
-                    "warning", f"best-effort DEL of {attachment.name} ({attachment.ifname}) failed: {exc.msg}"
-                )
+                # No record: this network may never have been added here (a normal repeated DEL).
+                call.log("verbose", f"best-effort DEL failed: {exc.msg}")
                 continue
-            call.log("error", f"DEL of {attachment.name} ({attachment.ifname}) failed: {exc.msg}")
+            if verbose:
+                trace.attachment_done(call, attachment, started, action="deleted", error=exc)
             failures.append((attachment, exc))
             continue  # its device-info file stays with it until a DEL succeeds
         if attachment.device_info_file:
             from pymultus.attach.devices import remove_device_info
 
             remove_device_info(attachment)
+        if verbose:
+            trace.attachment_done(call, attachment, started, action="deleted")
+    # The failure line (attach.service) names the first failing network, as the error does.
+    call.step = failures[0][0] if failures else None
 
     if failures and call.conf.retry_delete_on_error:
         kept = [attachment for attachment in attachments if any(attachment is f for f, _ in failures)]
@@ -82,6 +95,8 @@ def delete(call: Call) -> None:
         _remove_unusable(call, path, reason)
     if failures:
         raise _summary(call, failures)
+    # containerd sends DEL up to three times per pod: the later ones find this and stop at once.
+    deleted.mark(call.conf.cni_dir, call.request.container_id)
 
 
 def _attachments_to_delete(call: Call) -> tuple[list[Attachment], bool, list[tuple[str, str]]]:
@@ -115,6 +130,10 @@ def _attachments_to_delete(call: Call) -> tuple[list[Attachment], bool, list[tup
     cached, unusable = _from_result_caches(call)
     if cached:
         return cached, True, unusable
+    if deleted.was_deleted(call.conf.cni_dir, call.request.container_id):
+        # A repeated DEL: an earlier one completed and undid everything (store.deleted).
+        call.log("debug", "already deleted: nothing to do")
+        return [], True, unusable
 
     try:
         pod = call.load_pod() if call.deps.pods is not None else None
@@ -138,11 +157,12 @@ def _attachments_to_delete(call: Call) -> tuple[list[Attachment], bool, list[tup
         )
     except MultusError as exc:
         call.log(
-            "warning", f"no delegate cache and the networks cannot be resolved ({exc.msg}); nothing to delete"
+            "verbose", f"no delegate cache and the networks cannot be resolved ({exc.msg}); nothing to delete"
         )
         return [], False, unusable
+    # The normal case of a repeated DEL (or a DEL after a failed ADD): not worth a warning.
     call.log(
-        "warning", "no delegate cache: deleting the networks resolved from the configuration, best effort"
+        "verbose", "no delegate cache: deleting the networks resolved from the configuration, best effort"
     )
     return resolution.attachments, False, unusable
 

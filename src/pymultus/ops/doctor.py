@@ -31,7 +31,8 @@ class Check:
     def __init__(self, name: str, status: str, message: str) -> None:
         self.name = name
         self.status = status
-        self.message = message
+        # One line per check, whatever a parser's message looks like (YAML errors span lines).
+        self.message = " ".join(message.split())
 
     def to_json(self) -> dict[str, object]:
         return {"check": self.name, "status": self.status, "message": self.message}

@@ -62,7 +62,12 @@ class Node:
         return found
 
     def cache_files(self, container_id: str) -> list[str]:
-        return [str(p) for p in self.cache_dir.rglob("*") if p.is_file() and container_id in p.name]
+        # The record of completed DELs (<cniDir>/deleted, pymultus.store.deleted) is meant to stay.
+        return [
+            str(p)
+            for p in self.cache_dir.rglob("*")
+            if p.is_file() and container_id in p.name and p.parent.name != "deleted"
+        ]
 
 
 def _bridge_conf(name: str, bridge: str, subnet: str, ipam_dir: Path) -> dict[str, object]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pymultus.cli.codearchive import ARCHIVE_NAME
 from pymultus.cli.launcher import ENTRY_POINTS, default_python, default_sys_path, write_launcher
+from pymultus.store.deleted import DELETED_DIR
 from tests.support.netns import PLUGIN_DIR, delete_host_link, unique_name
 
 
@@ -200,8 +201,12 @@ class Node:
         return sorted(found)
 
     def cache_files(self) -> list[str]:
+        """Files under cniDir, except the record of completed DELs (pymultus.store.deleted),
+        which is meant to stay (bounded)."""
         found = []
-        for root, _, files in os.walk(self.cni_dir):
+        for root, dirs, files in os.walk(self.cni_dir):
+            if root == str(self.cni_dir):
+                dirs[:] = [name for name in dirs if name != DELETED_DIR]
             found.extend(os.path.join(root, name) for name in files)
         return sorted(found)
 

@@ -107,7 +107,7 @@ class CriRig:
                 continue
             path.write_text(
                 "#!/bin/sh\n"
-                f'echo "$CNI_COMMAND {name} $CNI_CONTAINERID" >> {self.exec_log}\n'
+                f'echo "$CNI_COMMAND {name} $CNI_CONTAINERID $CNI_NETNS" >> {self.exec_log}\n'
                 f'exec {target} "$@"\n'
             )
             path.chmod(0o755)
@@ -277,16 +277,22 @@ class CriRig:
                 found.append(entry)
         return found
 
-    def execs(self, container_id: str) -> list[tuple[str, str]]:
-        """(command, plugin) of every plugin exec for ``container_id``, in order."""
+    def execs(self, container_id: str) -> list[tuple[str, str, str]]:
+        """(command, plugin, CNI_NETNS) of every plugin exec for ``container_id``, in order."""
         if self.exec_log is None or not self.exec_log.exists():
             return []
         out = []
         for line in self.exec_log.read_text().splitlines():
-            command, plugin, cid = [*line.split(" "), "", ""][:3]
+            command, plugin, cid, netns = [*line.split(" "), "", "", ""][:4]
             if cid == container_id:
-                out.append((command, plugin))
+                out.append((command, plugin, netns))
         return out
+
+    def log_lines(self, container_id: str) -> list[str]:
+        """pymultus's log lines (plugin or daemon) that name ``container_id``."""
+        if not self.multus_log.exists():
+            return []
+        return [line for line in self.multus_log.read_text().splitlines() if container_id in line]
 
     def recorded_container_ids(self) -> set[str]:
         if not self.record_log.exists():

@@ -52,7 +52,7 @@ def test_cost_of_one_pod_lifecycle(rig: CriRig) -> None:
         if rig.api is not None:
             rig.api.reset_requests()
         call()  # type: ignore[operator]
-        execs = [plugin for _, plugin in rig.execs(sandbox_id)[before:] if plugin not in OWN_EXECS]
+        execs = [plugin for _, plugin, _ in rig.execs(sandbox_id)[before:] if plugin not in OWN_EXECS]
         steps[name] = (execs, api_calls(rig, pod.name) if rig.api is not None else Counter())
 
     def run() -> None:
@@ -65,4 +65,17 @@ def test_cost_of_one_pod_lifecycle(rig: CriRig) -> None:
     step("RemovePodSandbox", lambda: rig.cri.remove(sandbox_id))  # type: ignore[union-attr]
     for name, (execs, calls) in steps.items():
         print(f"{rig.mode}: {name}: {len(execs)} delegate execs, API: {dict(calls)}")
+    run_execs, run_api = steps["RunPodSandbox"]
+    stop_execs, stop_api = steps["StopPodSandbox"]
+    # The cluster network's chain (bridge, portmap, bandwidth, recorder: host-local too) and
+    # bridge + host-local for each of the two networks; the first DEL runs them all again.
+    assert len(run_execs) == len(stop_execs) == 9, (run_execs, stop_execs)
+    assert stop_api == Counter()  # DEL works from the on-disk record
+    # The later DELs (Stop again, Remove) cost one start of the plugin and nothing else.
+    for later in ("StopPodSandbox again", "RemovePodSandbox"):
+        assert steps[later] == ([], Counter()), (later, steps[later])
+    if rig.mode == "kube":
+        assert (run_api["GET pod"], run_api["GET NAD"], run_api["status write"]) == (1, 2, 1), run_api
+    elif rig.mode == "thick":  # the pod and its NADs come from the daemon's informer caches
+        assert (run_api["GET pod"], run_api["GET NAD"], run_api["status write"]) == (0, 0, 1), run_api
     assert rig.nothing_left() == {}

@@ -6,7 +6,9 @@ Where the attachments come from, in order:
    ``<cniDir>/results/*-<containerID>-*`` (they hold the exact config, CNI_ARGS and capability
    args each delegate was added with) — so a crash that truncated the list still releases
    every lease and interface instead of skipping the delegates (Multus #948, #1087);
-3. if neither exists: re-resolution from the configuration and the pod, best effort (state is
+3. if neither exists and a DEL of the container already completed (``store.deleted``: containerd
+   sends DEL three times per pod): nothing, at once and quietly;
+4. otherwise: re-resolution from the configuration and the pod, best effort (state is
    unknown: failures are logged, not reported, so a pod never gets stuck in Terminating).
 
 Every delegate is attempted, in reverse order; failures are collected and reported with the

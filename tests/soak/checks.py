@@ -15,12 +15,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pymultus.store.deleted import DELETED_DIR
 from tests.support.netns import ip
 
 EXAMPLES_PER_KIND = 3
 FD_SLACK = 64  # daemon fds may grow this much over the first sample before it counts as a leak
 RSS_SLACK_KIB = 100 * 1024  # likewise for the daemon's resident memory
-OWN_DIRS = ("results", "locks")  # subdirectories of cniDir that stay (empty) after every DEL
+# Subdirectories of cniDir that stay after every DEL: empty, except ``deleted`` (the bounded
+# record of completed DELs, pymultus.store.deleted), which the cycle checks for its bound.
+OWN_DIRS = ("results", "locks", DELETED_DIR)
 
 
 @dataclass
@@ -164,11 +167,20 @@ def cache_entries(cni_dir: Path) -> list[str]:
     caches, lock and temp files, and a directory, FIFO or symlink in a cache file's place."""
     found = []
     for root, dirs, files in os.walk(cni_dir):
+        if root == str(cni_dir / DELETED_DIR):
+            continue
         found.extend(os.path.join(root, name) for name in files)
         found.extend(
             os.path.join(root, name) for name in dirs if not (root == str(cni_dir) and name in OWN_DIRS)
         )
     return sorted(found)
+
+
+def deleted_records(cni_dir: Path) -> int:
+    try:
+        return len(os.listdir(cni_dir / DELETED_DIR))
+    except FileNotFoundError:
+        return 0
 
 
 def remove_files(paths: list[str]) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 
+from pymultus.store.deleted import LIMIT as DELETED_LIMIT
 from tests.soak import checks
 from tests.soak.checks import Tally
 from tests.soak.rig import CALL_TIMEOUT, NAMESPACE, Outcome, Rig
@@ -159,6 +160,11 @@ class Cycle:
         if leases:
             self.violate("leases-left", f"{[os.path.relpath(p, self.rig.root) for p in leases]}")
             checks.remove_files(leases)
+        records = checks.deleted_records(self.rig.node.cni_dir)
+        if records > DELETED_LIMIT:
+            self.violate(
+                "deleted-records-unbounded", f"{records} records of completed DELs > {DELETED_LIMIT}"
+            )
         caches = [p for p in checks.cache_entries(self.rig.node.cni_dir) if p not in self.foreign]
         checks.remove_files(self.foreign)
         if caches:

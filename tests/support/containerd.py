@@ -39,10 +39,11 @@ NAMESPACE = "k8s.io"  # the containerd namespace the CRI plugin works in
 PAUSE_IMAGE = "pymultus.test/pause:local"
 RESULTS_DIR = Path("/var/lib/cni/results")  # containerd 1.6's libcni result cache (not configurable)
 SHIM_SOCKETS = Path("/run/containerd/s")
-# Host directories containerd 1.6 creates outside its configured paths; removed when empty at the
-# end if they were not there before (a host containerd's are never touched).
+# Host directories containerd 1.6 creates outside its configured paths; removed at the end when
+# empty (another instance, in this or another test process, still has entries there) and never
+# while a host containerd runs (its socket is in /run/containerd).
 HOST_DIRS = [SHIM_SOCKETS, SHIM_SOCKETS.parent, RESULTS_DIR]
-PREEXISTING_HOST_DIRS = {path for path in HOST_DIRS if path.exists()}
+HOST_SOCKET = Path("/run/containerd/containerd.sock")
 
 PAUSE_C = r"""
 #include <signal.h>
@@ -314,12 +315,12 @@ class Containerd:
         if SHIM_SOCKETS.is_dir():
             for name in set(os.listdir(SHIM_SOCKETS)) - self._shim_sockets_before:
                 (SHIM_SOCKETS / name).unlink(missing_ok=True)
-        for directory in HOST_DIRS:
-            if directory not in PREEXISTING_HOST_DIRS:
+        if not HOST_SOCKET.exists():
+            for directory in HOST_DIRS:
                 try:
                     directory.rmdir()
                 except OSError:
-                    pass  # not empty: another instance still runs
+                    pass  # not empty: another instance still runs, or not there
         shutil.rmtree(self.root / "root", ignore_errors=True)
         shutil.rmtree(self.state_dir, ignore_errors=True)
 

@@ -288,9 +288,13 @@ def _roll_back(call: Call, attempted: list[Attachment], failing: Attachment | No
     if left:
         _save(call, left)  # the runtime's DEL retries exactly these
     else:
-        # Nothing left to undo. A later DEL finds no cache and falls back to a best-effort
-        # re-resolution whose failures are never reported, so the pod cannot get stuck.
+        # Nothing left to undo: the runtime's DEL that follows a failed ADD (containerd sends
+        # it up to three times) answers at once from the record of completed DELs instead of
+        # re-resolving the pod's networks and calling every delegate again.
         store.remove(call.conf.cni_dir, call.request.container_id)
+        from pymultus.store import deleted
+
+        deleted.mark(call.conf.cni_dir, call.request.container_id)
 
 
 def _named(attachment: Attachment) -> dict[str, object]:

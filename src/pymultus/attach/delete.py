@@ -162,7 +162,9 @@ def _attachments_to_delete(call: Call) -> tuple[list[Attachment], bool, list[tup
             "verbose", f"no delegate cache and the networks cannot be resolved ({exc.msg}); nothing to delete"
         )
         return [], False, unusable
-    # The normal case of a repeated DEL (or a DEL after a failed ADD): not worth a warning.
+    # No record at all: an ADD that failed before it saved anything, or a container never added
+    # here (a completed DEL or rolled-back ADD left a record and stopped earlier). Normal for
+    # runtimes: verbose, not a warning.
     call.log(
         "verbose", "no delegate cache: deleting the networks resolved from the configuration, best effort"
     )

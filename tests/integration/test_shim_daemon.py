@@ -176,7 +176,9 @@ def test_add_check_del_status_gc(node_factory, networks: int) -> None:
     conf["cni.dev/valid-attachments"] = []
     code, result, err = run_shim(node.shim, "GC", conf, env={})
     assert code == 0, (result, err)
-    assert "command=ADD pod=default/pod containerID=" + cid in node.daemon.output()
+    # One line per command, from the engine, naming the pod and the (short) container ID.
+    done = [line for line in node.daemon.output().splitlines() if 'msg="ADD done"' in line]
+    assert done and all(f"pod=default/pod containerID={cid[:12]}" in line for line in done), done
 
 
 def test_errors_keep_their_cni_code(node_factory) -> None:

@@ -54,7 +54,10 @@ def write_line(path: str, data: bytes, options: LogOptions | None) -> None:
                     rotate(path, options)
             except FileNotFoundError:
                 pass
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # O_NONBLOCK: a FIFO in logFile's place (no reader) must not hang every ADD and DEL; the
+        # open then fails with ENXIO, or a full pipe drops the line (EAGAIN), both ignored.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+        fd = os.open(path, flags, 0o600)
     except OSError:
         return  # logging must never fail the CNI request
     try:

@@ -122,9 +122,8 @@ class CniService:
             command = env.get("CNI_COMMAND", "unknown").upper()
             version = _conf_version(stdin)
             with logs.request_context(command, wire.pod_of(env), env.get("CNI_CONTAINERID", "")):
-                response = self._run_cni(command, env, stdin, version, raw)
-                log.info("%s done in %.1f ms", command, (time.monotonic() - started) * 1000)
-                return response
+                # The engine writes the command's "ADD done" line (with its ms) itself.
+                return self._run_cni(command, env, stdin, version, raw)
         except MultusError as exc:
             code = exc.code
             with logs.request_context(command, wire.pod_of(env), env.get("CNI_CONTAINERID", "")):

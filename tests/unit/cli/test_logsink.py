@@ -61,3 +61,15 @@ def test_an_unwritable_log_file_never_raises(tmp_path: Path) -> None:
         level="debug", log_file=str(tmp_path / "missing-dir" / "x.log"), to_stderr=False, component="multus"
     )
     log("error", "goes nowhere")
+
+
+def test_a_fifo_in_place_of_the_log_file_never_blocks(tmp_path: Path) -> None:
+    """No reader on the FIFO: the open would block every ADD and DEL forever without O_NONBLOCK."""
+    import threading
+
+    fifo = tmp_path / "multus.log"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=write_line, args=(str(fifo), b"line\n", None), daemon=True)
+    writer.start()
+    writer.join(5)
+    assert not writer.is_alive(), "write_line blocked on a FIFO without a reader"

@@ -112,7 +112,7 @@ def _attachments_to_delete(call: Call) -> tuple[list[Attachment], bool, list[tup
     if record is not None:
         attachments: list[Attachment] = []
         bad = 0
-        for index, item in enumerate(_records(record)):
+        for index, item in enumerate(store.delegate_items(record)):
             try:
                 attachments.append(Attachment.from_record(item))
             except MultusError as exc:
@@ -220,11 +220,6 @@ def _remove_unusable(call: Call, path: str, reason: str) -> None:
         os.unlink(path)
     except OSError as exc:
         call.log("error", f"cannot remove the result cache {path}: {exc.strerror}")
-
-
-def _records(record: dict[str, object]) -> list[dict[str, object]]:
-    items = record.get("delegates")
-    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
 
 def _name_legacy(attachments: list[Attachment], runtime_ifname: str) -> None:

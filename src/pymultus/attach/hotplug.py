@@ -171,10 +171,7 @@ class _Operation:
         self.call = call
         self.lock = lock
         self.record = record
-        saved = record.get("delegates")
-        self.items: list[dict[str, object]] = [
-            item for item in (saved if isinstance(saved, list) else []) if isinstance(item, dict)
-        ]
+        self.items: list[dict[str, object]] = store.delegate_items(record)
         executor = call.deps.executor.guarded(lock) if lock.fd >= 0 else call.deps.executor
         self.cni = CNIConfig(
             search_path=search_path(call.conf, call.request), executor=executor, cache_dir=call.conf.cni_dir

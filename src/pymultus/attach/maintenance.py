@@ -6,8 +6,6 @@ network while ignoring the runtime's ``cni.dev/valid-attachments`` (reference §
 
 from __future__ import annotations
 
-import os
-
 from pymultus.attach.delete import delete
 from pymultus.attach.model import Attachment, PodRef
 from pymultus.attach.resolve import resolve
@@ -29,7 +27,7 @@ def check(call: Call) -> None:
             f"container {call.request.container_id} has no attachments to check",
             details="CHECK before ADD or after DEL",
         )
-    attachments = [Attachment.from_record(item) for item in _delegates(record)]
+    attachments = [Attachment.from_record(item) for item in store.delegate_items(record)]
     cni = call.cni()
     for attachment in attachments:
         if not call.deps.netns.interface_exists(call.request.netns, attachment.ifname):
@@ -72,7 +70,7 @@ def gc(call: Call) -> None:
     valid_ids = None if valid is None else {str(item.get("containerID", "")) for item in valid}
     failures: list[MultusError] = []
     live: list[tuple[str, Attachment]] = []
-    for name in _cached_containers(call.conf.cni_dir):
+    for name in store.entry_names(call.conf.cni_dir):
         try:
             record = store.load(call.conf.cni_dir, name)
         except store.CorruptEntry:
@@ -90,7 +88,7 @@ def gc(call: Call) -> None:
                 stale.close()  # its container lock, now: not when the object happens to go
             continue
         if record is not None:
-            live.extend((container_id, Attachment.from_record(item)) for item in _delegates(record))
+            live.extend((container_id, Attachment.from_record(item)) for item in store.delegate_items(record))
 
     networks: dict[str, Attachment] = {}
     for _, attachment in live:
@@ -116,28 +114,6 @@ def gc(call: Call) -> None:
             code=first.code,
             details="; ".join(f"code {f.code}: {f.msg}" for f in failures),
         )
-
-
-def _delegates(record: dict[str, object]) -> list[dict[str, object]]:
-    items = record.get("delegates")
-    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
-
-
-def _cached_containers(cni_dir: str) -> list[str]:
-    try:
-        names = sorted(os.listdir(cni_dir))
-    except (FileNotFoundError, NotADirectoryError):  # no cniDir yet, or a file: nothing cached
-        return []
-    found = []
-    for name in names:
-        if name.startswith(".") or not os.path.isfile(os.path.join(cni_dir, name)):
-            continue
-        try:
-            spec.validate_container_id(name)
-        except MultusError:
-            continue
-        found.append(name)
-    return found
 
 
 def _call_for(call: Call, container_id: str, record: dict[str, object] | None) -> Call:

@@ -15,6 +15,7 @@ import os
 from pymultus.config.generate import find_primary_conf
 from pymultus.errors import MultusError
 from pymultus.ops import node
+from pymultus.store import delegates as store
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ def plugin_types_in_use(
         for plugin in node.plugins_of(delegate):
             _note(used, plugin, "a configured delegate")
     for container_id, record, _ in records:
-        for delegate in node.record_delegates(record or {}):
+        for delegate in store.delegate_items(record or {}):
             for plugin in node.plugins_of(delegate.get("conf")):
                 _note(used, plugin, f"network {delegate.get('name')} of container {container_id[:12]}")
     return used

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 
 from pymultus import fileio
-from pymultus.cni import spec
 from pymultus.config.generate import CONF_EXTENSIONS, OWN_NAMES, is_multus_conf
 from pymultus.config.multus import MultusConf, parse_multus_conf
 from pymultus.errors import InvalidConfig, MultusError
@@ -66,18 +65,8 @@ def load_multus_conf(path: str) -> MultusConf:
 
 def cached_records(cni_dir: str) -> list[tuple[str, dict[str, object] | None, str]]:
     """(container ID, delegate list or None, problem) of every delegate list in ``cni_dir``."""
-    try:
-        names = sorted(os.listdir(cni_dir))
-    except OSError:
-        return []
     found: list[tuple[str, dict[str, object] | None, str]] = []
-    for name in names:
-        if name.startswith(".") or not os.path.isfile(os.path.join(cni_dir, name)):
-            continue
-        try:
-            spec.validate_container_id(name)
-        except MultusError:
-            continue
+    for name in store.entry_names(cni_dir):
         try:
             record = store.load(cni_dir, name)
         except MultusError as exc:
@@ -95,11 +84,6 @@ def record_pod(record: Mapping[str, object]) -> tuple[str, str]:
     if not isinstance(pod, dict):
         return "", ""
     return str(pod.get("namespace") or ""), str(pod.get("name") or "")
-
-
-def record_delegates(record: Mapping[str, object]) -> list[dict[str, object]]:
-    items = record.get("delegates")
-    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
 
 def plugins_of(conf: object) -> list[dict[str, object]]:

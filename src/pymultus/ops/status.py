@@ -15,6 +15,7 @@ from pymultus.cni import cache as result_cache
 from pymultus.errors import MultusError
 from pymultus.kube.netstatus import NETWORK_STATUS_ANNOTATION, decode_status
 from pymultus.ops import node
+from pymultus.store import delegates as store
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def _add_cached(
     rows: dict[str, Row], cni_dir: str, container_id: str, record: Mapping[str, object], *, check_netns: bool
 ) -> None:
     netns = str(record.get("netns") or "")
-    for delegate in node.record_delegates(record):
+    for delegate in store.delegate_items(record):
         ifname = str(delegate.get("ifname") or "")
         row = rows.setdefault(ifname, Row(ifname))
         row.in_cache = True

@@ -19,6 +19,10 @@ from pymultus import fileio, jsonio
 from pymultus.cni.spec import validate_container_id
 from pymultus.errors import InvalidConfig, IOFailure, MultusError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 KIND = "pymultusDelegates"
 SCHEMA_VERSION = 1
 
@@ -120,6 +124,32 @@ def remove(cni_dir: str, container_id: str) -> bool:
             f"cannot remove the delegate cache {path}: {exc.strerror}", details=f"path={path}"
         ) from None
     return True
+
+
+def entry_names(cni_dir: str) -> list[str]:
+    """File names of the delegate lists in ``cni_dir``, sorted (GC, hot-plug, the operator
+    tools). A long container ID's file name is shortened: the full ID is the document's
+    ``containerId``. No ``cniDir`` (or one that cannot be listed) holds none."""
+    try:
+        names = sorted(os.listdir(cni_dir))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if name.startswith(".") or not os.path.isfile(os.path.join(cni_dir, name)):
+            continue  # temp files, and the locks/, results/ and deleted/ directories
+        try:
+            validate_container_id(name)
+        except MultusError:
+            continue
+        found.append(name)
+    return found
+
+
+def delegate_items(record: Mapping[str, object]) -> list[dict[str, object]]:
+    """The delegate objects of a loaded record (anything else in the list is skipped)."""
+    items = record.get("delegates")
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
 
 def _valid_entry(item: object) -> bool:

@@ -182,7 +182,7 @@ class ManifestPodSource:
         if objects is None:
             objects = []
             for path in paths:
-                for label, obj in _objects(path):
+                for label, obj in file_objects(path):
                     kind = obj.get("kind")
                     if kind not in (POD_KIND, NAD_KIND):
                         continue
@@ -283,7 +283,7 @@ def manifest_files(directory: str) -> list[str]:
     return out
 
 
-def _objects(path: str) -> list[tuple[str, KubeObject]]:
+def file_objects(path: str) -> list[tuple[str, KubeObject]]:
     """(label for messages, object) for every object of the file, ``kind: List`` flattened."""
     try:
         data = read_file(path)

@@ -126,9 +126,9 @@ def defined_nads(conf: MultusConf, env: Mapping[str, str]) -> list[tuple[str, di
 
         items, _ = KubeClient(credentials(conf, env), retries=0, timeout=10.0).list(NAD_PATH)
     elif conf.manifests_dir:
-        from pymultus.kube.manifests import _objects, manifest_files  # the plugin's own reader
+        from pymultus.kube.manifests import file_objects, manifest_files  # the plugin's own reader
 
-        items = [obj for path in manifest_files(conf.manifests_dir) for _, obj in _objects(path)]
+        items = [obj for path in manifest_files(conf.manifests_dir) for _, obj in file_objects(path)]
         items = [obj for obj in items if obj.get("kind") == "NetworkAttachmentDefinition"]
     else:
         return found

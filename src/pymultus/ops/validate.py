@@ -72,10 +72,10 @@ def validate_file(path: str) -> FileReport:
     if cni_doc is not None:
         _check_cni_conf(report, cni_doc)
         return report
-    from pymultus.kube.manifests import _objects  # the embedded manifests reader of the plugin
+    from pymultus.kube.manifests import file_objects  # the embedded manifests reader of the plugin
 
     try:
-        objects = _objects(path)
+        objects = file_objects(path)
     except MultusError as exc:
         report.problems.append(Problem(path, "-", "-", exc.msg))
         return report

@@ -17,19 +17,39 @@ from tests.support.cri import CriClient
 
 IMAGE_PREFIX = "docker.io/library/"  # what `ctr images import` names a docker-save RepoTag
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+# A volumeMount's mountPropagation -> the CRI's (what the kubelet maps it to).
+PROPAGATION = {
+    "None": cri.PROPAGATION_PRIVATE,
+    "HostToContainer": cri.PROPAGATION_HOST_TO_CONTAINER,
+    "Bidirectional": cri.PROPAGATION_BIDIRECTIONAL,
+}
 
 
 class Runtime(CriClient):
     """The CRI client plus the container calls a kubelet makes for a DaemonSet pod."""
 
-    def run_host_sandbox(self, name: str, namespace: str = "kube-system") -> tuple[str, Any]:
-        """A hostNetwork pod sandbox; its id and config (CreateContainer needs the config)."""
+    def run_host_sandbox(
+        self,
+        name: str,
+        namespace: str = "kube-system",
+        *,
+        log_directory: str = "",
+        privileged: bool = False,
+        host_pid: bool = False,
+    ) -> tuple[str, Any]:
+        """A hostNetwork pod sandbox; its id and config (CreateContainer needs the config).
+        With ``log_directory``, its containers' output is kept there (``<container name>.log``);
+        ``privileged`` when a container of the pod is (the kubelet's rule); ``host_pid``: hostPID."""
         config = cri.PodSandboxConfig(
             metadata=cri.PodSandboxMetadata(name=name, uid=str(uuid.uuid4()), namespace=namespace, attempt=0),
+            log_directory=log_directory,
             labels={"io.kubernetes.pod.name": name, "io.kubernetes.pod.namespace": namespace},
             linux=cri.LinuxPodSandboxConfig(
                 security_context=cri.LinuxSandboxSecurityContext(
-                    namespace_options=cri.NamespaceOption(network=cri.NODE, pid=cri.POD, ipc=cri.POD)
+                    privileged=privileged,
+                    namespace_options=cri.NamespaceOption(
+                        network=cri.NODE, pid=cri.NODE if host_pid else cri.POD, ipc=cri.POD
+                    ),
                 )
             ),
         )
@@ -46,19 +66,29 @@ class Runtime(CriClient):
         mounts: dict[str, str],
         env: dict[str, str],
         extra_args: tuple[str, ...] = (),
+        propagation: dict[str, str] | None = None,
     ) -> str:
         """Create and start the container ``spec`` (a manifest container) in the sandbox.
 
         ``mounts``: container path -> host directory, for every volumeMount of the spec (the
         test's stand-ins for hostPath volumes and emptyDirs) plus any the kubelet adds (the
         service account). ``env``: what the kubelet resolves (fieldRefs, KUBERNETES_SERVICE_*).
+        ``propagation``: container path -> mountPropagation for ``mounts`` the spec does not list.
         """
         context = spec.get("securityContext", {})
         capabilities = context.get("capabilities", {})
         read_only = {
             mount["mountPath"]: bool(mount.get("readOnly")) for mount in spec.get("volumeMounts", [])
         }
+        propagated = {
+            mount["mountPath"]: mount.get("mountPropagation", "None")
+            for mount in spec.get("volumeMounts", [])
+        }
+        propagated.update(propagation or {})
         missing = set(read_only) - set(mounts)
+        # hostPID pods' containers share the host's PID namespace (the kubelet's mapping).
+        host_pid = sandbox_config.linux.security_context.namespace_options.pid == cri.NODE
+        pid = cri.NODE if host_pid else cri.CONTAINER
         assert not missing, f"no stand-in directory for the mounts {sorted(missing)}"
         config = cri.ContainerConfig(
             metadata=cri.ContainerMetadata(name=spec["name"], attempt=0),
@@ -67,7 +97,12 @@ class Runtime(CriClient):
             args=[*spec.get("args", []), *extra_args],
             envs=[cri.KeyValue(key=k, value=v) for k, v in env.items()],
             mounts=[
-                cri.Mount(container_path=path, host_path=host, readonly=read_only.get(path, path == SA_MOUNT))
+                cri.Mount(
+                    container_path=path,
+                    host_path=host,
+                    readonly=read_only.get(path, path == SA_MOUNT),
+                    propagation=PROPAGATION[propagated.get(path, "None")],
+                )
                 for path, host in mounts.items()
             ],
             log_path=f"{spec['name']}.log",
@@ -81,7 +116,7 @@ class Runtime(CriClient):
                         drop_capabilities=capabilities.get("drop", []),
                         add_capabilities=capabilities.get("add", []),
                     ),
-                    namespace_options=cri.NamespaceOption(network=cri.NODE, pid=cri.CONTAINER, ipc=cri.POD),
+                    namespace_options=cri.NamespaceOption(network=cri.NODE, pid=pid, ipc=cri.POD),
                 )
             ),
         )
@@ -107,6 +142,14 @@ class Runtime(CriClient):
         )
         out = bytes(answer.stdout) + bytes(answer.stderr)  # type: ignore[attr-defined]
         return int(answer.exit_code), out.decode(errors="replace")  # type: ignore[attr-defined]
+
+    def stop_container(self, container_id: str, grace: int = 30) -> None:
+        """StopContainer: SIGTERM, then SIGKILL after ``grace`` seconds (the pod's grace period)."""
+        self._call(
+            "StopContainer",
+            cri.StopContainerRequest(container_id=container_id, timeout=grace),
+            timeout=grace + 30,
+        )
 
     def container_state(self, container_id: str) -> tuple[int, int]:
         """(state, exit code): state is cri.CONTAINER_RUNNING, cri.CONTAINER_EXITED, ..."""

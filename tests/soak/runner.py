@@ -45,7 +45,10 @@ def soak(
             if stop is not None and stop.is_set():
                 break
             fault = rng.choices(kinds, weights)[0]
-            Cycle(rig, index, rng, tally).run(fault)
+            try:
+                Cycle(rig, index, rng, tally).run(fault)
+            except RuntimeError as exc:  # ip(8) failed: the host changed under the soak
+                tally.violation(mode, "harness-error", fault, f"cycle {index}: {exc}")
             if progress and (index + 1) % 100 == 0:
                 print(
                     f"  {mode}: {index + 1}/{cycles} cycles, {tally.total_violations} violations, "

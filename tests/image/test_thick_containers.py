@@ -108,7 +108,12 @@ class ThickNode(ThinNode):
         mount("--make-shared", str(self.netns_dir))
         mount("--rbind", "/", str(self.hostroot))
         self.mounted.append(self.hostroot)
-        mount("--make-rshared", str(self.hostroot))
+        # The copy of a shared host mount (iproute2 makes /run/netns shared) is a peer of it:
+        # unmounting the copy would unmount the host's network namespaces too. As slaves, the
+        # copies still receive new mounts (containerd's netns) and send nothing back.
+        mount("--make-rslave", str(self.hostroot))
+        # The top only: the runtime wants a shared or slave source for HostToContainer.
+        mount("--make-shared", str(self.hostroot))
         return super().start(archive)
 
     def host_config(self) -> dict[str, Any]:
@@ -179,6 +184,8 @@ class ThickNode(ThinNode):
             super().cleanup()
         finally:
             for path in reversed(self.mounted):
+                # Private first, so that no unmount below propagates to a peer outside the test.
+                subprocess.run(["mount", "--make-rprivate", str(path)], capture_output=True, check=False)
                 subprocess.run(["umount", "-R", "-l", str(path)], capture_output=True, check=False)
             left = mounts_under(self.root)
             assert not left, f"still mounted: {left[:5]}"

@@ -617,6 +617,11 @@ class FakeApiServer:
         with self._lock:
             self._injections.append(Injection(status, count, methods, path, path_suffix, retry_after, delay))
 
+    def clear_injections(self) -> None:
+        """Forget the injected answers not used up yet."""
+        with self._lock:
+            self._injections.clear()
+
     def fail_status_writes(self, count: int, status: int = 409) -> None:
         """The next ``count`` PUT/PATCH of ``pods/{name}/status`` answer ``status`` (409 Conflict)."""
         self.inject(status, count=count, method=("PUT", "PATCH"), path_suffix="/status")

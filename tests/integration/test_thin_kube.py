@@ -218,6 +218,27 @@ def test_conflict_on_the_status_write_is_retried(sim: Node, kube_env: KubeEnv, p
     assert cl.run("DEL", "racy", cid, pod_ns.path).ok
 
 
+def test_a_status_write_that_keeps_failing_rolls_the_add_back(
+    sim: Node, kube_env: KubeEnv, pod_ns: Netns
+) -> None:
+    fake = kube_env.require_fake()
+    cl = Cluster(sim, kube_env)
+    cl.nad("alpha", "10.10.1.0/24")
+    kube_env.create_pod("unwritable", networks="alpha")
+    fake.fail_status_writes(50, 500)  # more than the client's retries
+    cid = unique_name("c")
+    try:
+        added = cl.run("ADD", "unwritable", cid, pod_ns.path)
+    finally:
+        fake.clear_injections()
+    assert added.error_code == 11, added
+    assert "rolled back" in str(added.json["msg"]), added
+    # Every delegate ran, and every one was undone: the runtime's retry starts clean.
+    assert set(pod_ns.links()) == {"lo"}
+    assert cl.leftovers() == ([], [], [])
+    assert cl.run("DEL", "unwritable", cid, pod_ns.path).ok
+
+
 def test_expired_token_replaced_in_the_token_file_is_picked_up(
     sim: Node, kube_env: KubeEnv, pod_ns: Netns
 ) -> None:

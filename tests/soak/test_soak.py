@@ -20,10 +20,7 @@ pytestmark = pytest.mark.netns
 CYCLES = 50
 # Fault kinds left out of the CI mix while what they find is open (the full soak injects them
 # and RELIABILITY.md gives their counts).
-EXCLUDED = {
-    "api-status-fail": "a network-status write that keeps failing fails the ADD (11) after every "
-    "delegate ran, without rolling back: the attachments stay until the runtime's DEL",
-}
+EXCLUDED: dict[str, str] = {}  # fault kind -> why CI leaves it out (none today)
 
 
 @pytest.mark.parametrize("mode", ["thin", "thick"])

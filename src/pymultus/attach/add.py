@@ -168,7 +168,19 @@ def _add(call: Call, lock: ContainerLock) -> dict[str, object]:
                     device_info=device_info(attachment),
                 )
             )
-        call.deps.pods.write_network_status(pod, entries)
+        try:
+            call.deps.pods.write_network_status(pod, entries)
+        except MultusError as exc:
+            # Go Multus fails the ADD here and leaves the interfaces to the runtime's DEL; like
+            # every other failed ADD, this one undoes what it did, so its retry starts clean.
+            _roll_back(call, attachments, None)
+            message = (
+                f"{call.subject}: network-status could not be written, the ADD was rolled back: {exc.msg}"
+            )
+            exc.msg = message
+            exc.args = (message,)
+            call.event(EventKind.WARNING, "AddInterfaceFailed", message)
+            raise
     master = next((r for a, r in zip(attachments, results, strict=True) if a.is_master), results[0])
     return master.to_version(call.conf.cni_version)
 

@@ -27,7 +27,7 @@ from pymultus.errors import DecodingError, IncompatibleVersion, InvalidEnvironme
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from pymultus.cni.invoke import PluginExecutor
     from pymultus.cni.netconf import NetworkConfig
@@ -184,7 +184,7 @@ class CNIConfig:
                 extra[spec.LEGACY_ATTACHMENTS_KEY] = valid
             for plugin in net.plugins:
                 try:
-                    path = find_plugin(str(plugin.get("type", "")), self.search_path)
+                    path = self._find(plugin)
                     self._exec(spec.GC, net, plugin, path, rt=None, prev=None, extra=extra)
                 except MultusError as exc:
                     errors.append(exc)
@@ -195,7 +195,7 @@ class CNIConfig:
         if not spec.version_at_least(net.cni_version, "1.1.0"):
             return
         for plugin in net.plugins:
-            path = find_plugin(str(plugin.get("type", "")), self.search_path)
+            path = self._find(plugin)
             self._exec(spec.STATUS, net, plugin, path, rt=None, prev=None)
 
     # ------------------------------------------------------------------ the cache
@@ -239,7 +239,10 @@ class CNIConfig:
 
     def _find_all(self, net: NetworkConfig) -> list[str]:
         # Every binary is located before the first one runs: a missing plugin changes nothing.
-        return [find_plugin(str(plugin.get("type", "")), self.search_path) for plugin in net.plugins]
+        return [self._find(plugin) for plugin in net.plugins]
+
+    def _find(self, plugin: Mapping[str, object]) -> str:
+        return find_plugin(str(plugin.get("type", "")), self.search_path, root=self.executor.chroot)
 
     def _exec(
         self,

@@ -58,8 +58,12 @@ _POLLIN = select.POLLIN | select.POLLPRI
 _POLLDONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
 
 
-def find_plugin(plugin_type: str, search_path: Sequence[str]) -> str:
-    """The executable for ``plugin_type`` in the first directory of ``search_path`` that has it."""
+def find_plugin(plugin_type: str, search_path: Sequence[str], *, root: str | None = None) -> str:
+    """The executable for ``plugin_type`` in the first directory of ``search_path`` that has it.
+
+    ``root``: the plugins run chroot'ed there (the thick daemon's ``chrootDir``), so a plugin that
+    is a symlink (``/opt/cni/bin/bridge -> /usr/lib/cni/bridge``) is followed inside that root;
+    the daemon's own container has no ``/usr/lib/cni``."""
     if not plugin_type or "/" in plugin_type or plugin_type.startswith(".") or "\0" in plugin_type:
         raise PluginNotFound(f"plugin type {plugin_type!r} is not a valid plugin name")
     for directory in search_path:
@@ -68,10 +72,30 @@ def find_plugin(plugin_type: str, search_path: Sequence[str]) -> str:
         candidate = os.path.join(directory, plugin_type)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
+        if root is not None and _runs_in_root(candidate, root):
+            return candidate
     raise PluginNotFound(
         f"plugin {plugin_type!r} was not found in the CNI plugin path",
         details=f"searched: {':'.join(search_path) or '(empty)'}",
     )
+
+
+def _runs_in_root(candidate: str, root: str) -> bool:
+    """Whether ``candidate`` is a symlink that leads to an executable file inside ``root``
+    (absolute targets taken relative to ``root``; at most 8 links, like a short libc chain)."""
+    path = candidate
+    for _ in range(8):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            return False  # not a link (or gone): the plain check above already said no
+        if os.path.isabs(target):
+            path = os.path.join(root, target.lstrip("/"))
+        else:
+            path = os.path.join(os.path.dirname(path), target)
+        if not os.path.islink(path):
+            return os.path.isfile(path) and os.access(path, os.X_OK)
+    return False
 
 
 class PluginOutput:

@@ -173,3 +173,22 @@ def test_many_threads_share_one_executor_without_leaking(tmp_path: Path) -> None
 def test_the_chroot_form_runs_through_chroot(tmp_path: Path) -> None:
     executor = PluginExecutor(base_env={}, chroot="/")
     assert json.loads(executor.run(PMTEST, ENV, _conf())) == {"cniVersion": "1.0.0"}
+
+
+def test_a_symlinked_plugin_is_followed_inside_the_chroot(tmp_path: Path) -> None:
+    """Thick mode: /opt/cni/bin/bridge -> /usr/lib/cni/bridge exists only in the host root the
+    daemon chroots into, not in its own container."""
+    root = tmp_path / "hostroot"
+    real = root / "pm-nowhere" / "lib" / "bridge"
+    real.parent.mkdir(parents=True)
+    real.write_text("#!/bin/sh\n")
+    real.chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "bridge").symlink_to("/pm-nowhere/lib/bridge")  # absolute: the host's view
+    (bin_dir / "loop").symlink_to("loop")
+    assert find_plugin("bridge", [str(bin_dir)], root=str(root)) == str(bin_dir / "bridge")
+    with pytest.raises(PluginNotFound):
+        find_plugin("bridge", [str(bin_dir)])  # no chroot: the link leads nowhere here
+    with pytest.raises(PluginNotFound):
+        find_plugin("loop", [str(bin_dir)], root=str(root))

@@ -169,7 +169,9 @@ def _from_document(doc: dict[str, object]) -> MultusConf:
     conf = MultusConf()
     conf.raw = doc
     conf.cni_version = _cni_version(doc if plugins is not None else plugin)
-    conf.name = _str(plugin, "name", "multus-cni-network")
+    # An empty name is taken as absent (Go Multus does not check it either): messages, logs and
+    # the generated conf need a name to show.
+    conf.name = _str(plugin, "name", "multus-cni-network") or "multus-cni-network"
     conf.plugin_type = _str(plugin, "type", "multus")
     conf.cluster_network = _str(plugin, "clusterNetwork", "")
     conf.default_networks = _str_list(plugin, "defaultNetworks")

@@ -52,7 +52,7 @@ _WHITESPACE = " \t\n\v\f\r"
 _TRIM = _WHITESPACE + "\x85\xa0"
 
 # Selection keys as spelled by NPWG/Multus, in the order we read them.
-_KEYS = (
+SELECTION_KEYS = (
     "name",
     "namespace",
     "interface",
@@ -67,7 +67,7 @@ _KEYS = (
     "deviceID",
     "ipam-claim-reference",
 )
-_KEYS_FOLDED = {key.lower(): key for key in _KEYS}
+_KEYS_FOLDED = {key.lower(): key for key in SELECTION_KEYS}
 _BANDWIDTH_KEYS = ("ingressRate", "ingressBurst", "egressRate", "egressBurst")
 
 
@@ -354,7 +354,7 @@ def _parse_element(element: object, position: int, *, default_namespace: str, wh
 def _fields(element: dict[str, object]) -> dict[str, object]:
     """Known keys → values, matched like Go's encoding/json (exact first, then case-folded)."""
     fields: dict[str, object] = {}
-    for key in _KEYS:
+    for key in SELECTION_KEYS:
         if key in element:
             fields[key] = element[key]
     if len(fields) != len(element):

@@ -45,8 +45,8 @@ from bench.harness import (  # noqa: E402
     run_comparison,
 )
 
-from pymultus.cli.codearchive import ARCHIVE_NAME  # noqa: E402
-from pymultus.cli.launcher import default_python, default_sys_path, write_launcher  # noqa: E402
+from pymultus.install.codearchive import ARCHIVE_NAME  # noqa: E402
+from pymultus.install.launcher import default_python, default_sys_path, write_launcher  # noqa: E402
 
 PLUGIN_DIR = "/usr/lib/cni"
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pymultus.cli.launcher import ENTRY_POINTS, default_python, default_sys_path, write_launcher
+from pymultus.install.launcher import ENTRY_POINTS, default_python, default_sys_path, write_launcher
 from pymultus.store.deleted import DELETED_DIR
 from tests.fakeapi import FakeApiServer
 from tests.support.containerd import Containerd

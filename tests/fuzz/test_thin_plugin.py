@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pymultus.cli.launcher import ENTRY_POINTS, default_python, default_sys_path, write_launcher
+from pymultus.install.launcher import ENTRY_POINTS, default_python, default_sys_path, write_launcher
 from tests.fuzz import strategies as fs
 from tests.fuzz.invariants import check_cni_error
 from tests.fuzz.test_configs import MULTUS_KEYS, multus_confs

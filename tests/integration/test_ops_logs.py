@@ -134,7 +134,7 @@ def test_no_warning_on_a_normal_repeated_del(sim: Node, pod_ns: Netns) -> None:
 def importtime_wrapper(sim: Node) -> str:
     """``multus`` run under ``python -X importtime``: its stderr lists every module imported.
     A plain launcher (modules from the source tree: the code archive's loader is not timed)."""
-    from pymultus.cli.launcher import default_python, default_sys_path, write_launcher
+    from pymultus.install.launcher import default_python, default_sys_path, write_launcher
 
     plain = sim.bin_dir / "multus-plain"
     write_launcher(

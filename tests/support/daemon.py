@@ -16,8 +16,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from pymultus.cli.launcher import default_python, default_sys_path, write_launcher
 from pymultus.daemon import wire
+from pymultus.install.launcher import default_python, default_sys_path, write_launcher
 
 PLUGIN_DIR = "/usr/lib/cni"
 REPO_SRC = str(Path(__file__).resolve().parents[2] / "src")

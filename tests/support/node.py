@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pymultus.cli.codearchive import ARCHIVE_NAME
-from pymultus.cli.launcher import ENTRY_POINTS, default_python, default_sys_path, write_launcher
+from pymultus.install.codearchive import ARCHIVE_NAME
+from pymultus.install.launcher import ENTRY_POINTS, default_python, default_sys_path, write_launcher
 from pymultus.store.deleted import DELETED_DIR
 from tests.support.netns import PLUGIN_DIR, delete_host_link, unique_name
 

@@ -114,7 +114,7 @@ def _write_files(workdir: str) -> dict[str, str]:
     }
     for directory in layout.values():
         os.makedirs(directory, mode=0o700, exist_ok=True)
-    from pymultus.cli.launcher import default_python, default_sys_path, write_launcher
+    from pymultus.install.launcher import default_python, default_sys_path, write_launcher
 
     layout["multus"] = os.path.join(layout["bin"], "multus")
     write_launcher(

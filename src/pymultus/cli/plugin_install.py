@@ -1,7 +1,7 @@
 """``pymultus install-plugin``: put ``multus`` and ``multus-shim`` launchers into a CNI bin dir.
 
 The launchers run this installation's interpreter and package (``multus`` from a code archive of
-the package's compiled modules, written next to it: :mod:`pymultus.cli.codearchive`); for nodes
+the package's compiled modules, written next to it: :mod:`pymultus.install.codearchive`); for nodes
 without a suitable Python, ``pymultus install`` ships a self-contained form instead.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from pymultus.cli.codearchive import ARCHIVE_NAME
-from pymultus.cli.launcher import ENTRY_POINTS, default_python, default_sys_path, write_launcher
+from pymultus.install.codearchive import ARCHIVE_NAME
+from pymultus.install.launcher import ENTRY_POINTS, default_python, default_sys_path, write_launcher
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     sys_path = default_sys_path()
     for name, module in ENTRY_POINTS.items():
         path = os.path.join(args.bin_dir, name)
-        # The thin plugin's modules come from one code archive (pymultus.cli.codearchive).
+        # The thin plugin's modules come from one code archive (pymultus.install.codearchive).
         archive = os.path.join(args.bin_dir, ARCHIVE_NAME) if name == "multus" else None
         changed = write_launcher(path, entry_module=module, python=python, sys_path=sys_path, archive=archive)
         print(f"{'installed' if changed else 'unchanged'} {path}")

@@ -1,42 +1,34 @@
 """``pymultus uninstall`` and ``pymultus install --check`` (the thin DaemonSet's readiness).
 
-uninstall removes what the install record lists (``install_state``), and a ``00-multus.conf[list]``
-the thick daemon wrote once no multus executable is left for it; ``--wait`` then idles until
-SIGTERM, for the uninstall DaemonSet. ``--check`` says whether this pod's install is complete.
+uninstall removes what the install record lists (``install.state``), and a ``00-multus.conf[list]``
+the thick daemon wrote once no multus executable is left for it. ``--check`` says whether this
+pod's install is complete.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pymultus.cli.installer import InstallOptions
+    from pymultus.install.node import InstallOptions
 
 log = logging.getLogger("pymultus.install")
 
 
-def uninstall_main(args: argparse.Namespace) -> int:
-    from pymultus.cli.install_state import InstallState
-    from pymultus.cli.installer import setup_logging, stop_on_signals
+def uninstall(bin_dir: str, conf_dir: str) -> None:
+    """Remove what the install record of ``bin_dir`` lists, and our conf once nothing serves it."""
+    from pymultus.install.state import InstallState
 
-    setup_logging(args.log_level)
-    state = InstallState.load(args.bin_dir)
+    state = InstallState.load(bin_dir)
     if state.exists:
         for path in state.uninstall():
             log.warning("kept %s", path)
-        log.info("pymultus uninstalled from %s", args.bin_dir)
+        log.info("pymultus uninstalled from %s", bin_dir)
     else:
-        log.info("no pymultus install record in %s", args.bin_dir)
-    _remove_orphaned_confs(args.conf_dir, args.bin_dir)
-    if args.wait:
-        stop = threading.Event()
-        stop_on_signals(stop)
-        stop.wait()
-    return 0
+        log.info("no pymultus install record in %s", bin_dir)
+    _remove_orphaned_confs(conf_dir, bin_dir)
 
 
 def _remove_orphaned_confs(conf_dir: str, bin_dir: str) -> None:
@@ -57,11 +49,11 @@ def check_installed(opts: InstallOptions) -> int:
     """Whether the executables, the bundle and (thin) the conf and kubeconfig are in place, with
     the content this installer recorded: the thin DaemonSet is Ready only then, so that no pod is
     created on the node in the gap where it would silently get only the cluster network."""
-    from pymultus.cli.install_bundle import BUNDLE_MARKER
-    from pymultus.cli.install_state import InstallState
-    from pymultus.cli.installer import package_version
-    from pymultus.cli.launcher import ENTRY_POINTS
     from pymultus.config.generate import OWN_NAMES
+    from pymultus.install.bundle import BUNDLE_MARKER
+    from pymultus.install.launcher import ENTRY_POINTS
+    from pymultus.install.node import package_version
+    from pymultus.install.state import InstallState
 
     state = InstallState.load(opts.bin_dir)
     missing: list[str] = []
@@ -72,7 +64,7 @@ def check_installed(opts: InstallOptions) -> int:
         missing.append(f"pymultus {package_version()} (installed: {state.version or 'unknown'})")
     if state.exists and not opts.skip_binary_copy:
         if opts.bundle_source and opts.python == "bundled" and state.bundles:
-            from pymultus.cli.install_bundle import read_bundle
+            from pymultus.install.bundle import read_bundle
 
             wanted = read_bundle(opts.bundle_source).dir_name
             if os.path.basename(state.bundles[-1]) != wanted:

@@ -3,7 +3,7 @@
 ``-I`` ignores PYTHON* variables and the user site, ``-S`` skips ``site`` (a few ms per start):
 the launcher puts exactly the package directory (and the directory of the optional
 dependencies) on ``sys.path`` and calls the entry point; ``multus`` can first load the package's
-modules from a code archive built next to it (:mod:`pymultus.cli.codearchive`). Written atomically
+modules from a code archive built next to it (:mod:`pymultus.install.codearchive`). Written atomically
 (temp file + rename), so re-installing over a running copy never hits "text file busy".
 """
 
@@ -13,7 +13,7 @@ import os
 import sys
 
 from pymultus import fileio
-from pymultus.cli import codearchive
+from pymultus.install import codearchive
 
 ENTRY_POINTS = {
     "multus": "pymultus.cli.thin",
@@ -42,7 +42,7 @@ def default_sys_path() -> list[str]:
 
 def launcher_text(entry_module: str, *, python: str, sys_path: list[str], archive: str | None = None) -> str:
     """The launcher script; with ``archive``, it first serves the package's modules from that
-    code archive (see :mod:`pymultus.cli.codearchive`)."""
+    code archive (see :mod:`pymultus.install.codearchive`)."""
     for value in (python, *sys_path, *([archive] if archive else [])):
         if "\n" in value or "\x00" in value:
             raise ValueError(f"path {value!r} cannot go into a launcher")
@@ -64,7 +64,7 @@ def write_launcher(
     """Write (or replace) the launcher at ``path``; returns False when it was already current.
 
     With ``archive``, the code archive there is (re)built from the package in ``sys_path[0]``
-    first (see :mod:`pymultus.cli.codearchive`)."""
+    first (see :mod:`pymultus.install.codearchive`)."""
     if archive:
         codearchive.build(archive, sys_path[0])
     text = launcher_text(entry_module, python=python, sys_path=sys_path, archive=archive)

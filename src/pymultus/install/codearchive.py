@@ -175,7 +175,7 @@ def build(path: str, package_root: str) -> bool:
 
 
 def _wanted(name: str) -> bool:
-    if name.startswith(("pymultus.daemon", "pymultus.ops")):
+    if name.startswith(("pymultus.daemon", "pymultus.ops", "pymultus.install")):
         return False
     return name in _CLI_KEPT if name.startswith("pymultus.cli.") else True
 
@@ -198,7 +198,7 @@ def _code_archive(path):
         loader = marshal.loads(loader)
     except (ValueError, EOFError, TypeError):
         return
-    namespace = {"__name__": "pymultus.cli.codearchive"}
+    namespace = {"__name__": "pymultus.install.codearchive"}
     exec(loader, namespace)
     namespace["install"](table)
 """

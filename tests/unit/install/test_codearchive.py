@@ -1,4 +1,4 @@
-"""cli.codearchive: the thin plugin's modules from one compiled file, never stale, never required.
+"""install.codearchive: the thin plugin's modules from one compiled file, never stale, never required.
 
 Each case runs a real ``python -IS`` launcher (as the runtime execs ``multus``) in a subprocess:
 the archive's effect is process-wide (``builtins.__import__``).
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import pymultus
-from pymultus.cli import codearchive
-from pymultus.cli.launcher import default_python, default_sys_path, launcher_text, write_launcher
+from pymultus.install import codearchive
+from pymultus.install.launcher import default_python, default_sys_path, launcher_text, write_launcher
 
 SRC = str(Path(pymultus.__file__).resolve().parents[1])
 

@@ -17,7 +17,7 @@ import os
 import shutil
 
 from pymultus import fileio
-from pymultus.cli.install_bundle import BUNDLE_MARKER
+from pymultus.install.bundle import BUNDLE_MARKER
 
 STATE_NAME = ".pymultus-install.json"
 STATE_SCHEMA = 1

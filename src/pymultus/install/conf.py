@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 from pymultus.errors import InvalidConfig
 
 if TYPE_CHECKING:
-    from pymultus.cli.install_kubeconfig import NodeTokenSource
-    from pymultus.cli.install_state import InstallState
-    from pymultus.cli.installer import InstallOptions
+    from pymultus.install.kubeconfig import NodeTokenSource
+    from pymultus.install.node import InstallOptions
+    from pymultus.install.state import InstallState
 
 log = logging.getLogger("pymultus.install")
 
@@ -32,7 +32,7 @@ class ConfWriter:
         self._last_primary: str | None = None
         self.tokens: NodeTokenSource | None = None
         if opts.node_name:
-            from pymultus.cli.install_kubeconfig import NodeTokenSource
+            from pymultus.install.kubeconfig import NodeTokenSource
 
             self.tokens = NodeTokenSource(env, opts.service_account_dir, opts.node_name)
         else:
@@ -42,7 +42,7 @@ class ConfWriter:
             )
 
     def write_kubeconfig(self) -> bool:
-        from pymultus.cli.install_kubeconfig import (
+        from pymultus.install.kubeconfig import (
             ServiceAccount,
             build_kubeconfig,
             read_service_account,

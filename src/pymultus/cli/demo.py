@@ -19,6 +19,8 @@ import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from pymultus.store.deleted import DELETED_DIR
+
 PLUGIN_DIR = "/usr/lib/cni"
 PREFIX = "pmdemo"
 CLUSTER_BRIDGE = f"{PREFIX}-br0"
@@ -254,7 +256,10 @@ def _leftovers(layout: dict[str, str]) -> list[str]:
         for name in files:
             if name[0].isdigit():
                 found.append(f"leftover IP lease {os.path.join(root, name)}")
+    deleted_records = os.path.join(layout["cni"], DELETED_DIR)
     for root, _, files in os.walk(layout["cni"]):
+        if root == deleted_records:
+            continue  # the record of completed DELs (store.deleted): no state of a pod
         for name in files:
             found.append(f"leftover cache file {os.path.join(root, name)}")
     netns = _ip("netns", "list")

@@ -4,8 +4,6 @@ retry rules, failures reported, never lost at exit — against the fake API serv
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ from pymultus.kube.client import KubeClient
 from pymultus.kube.pods import ApiPodSource
 from tests.fakeapi.server import FakeApiServer
 from tests.kube.conftest import Sleeps
+from tests.support.isolated import run_isolated
 
 EVENTS = "/api/v1/namespaces/ns1/events"
 
@@ -149,7 +148,7 @@ def test_outstanding_answer_is_read_at_interpreter_exit(fake_api: FakeApiServer,
         "c.create_event_later('ns1', event, on_error=lambda e: print('ERROR', e)); print('sent')"
     )
     started = time.monotonic()
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["sent"] and time.monotonic() - started >= 0.3  # waited at exit
+    out = run_isolated(code)
+    assert out.split() == ["sent"] and time.monotonic() - started >= 0.3  # waited at exit
     assert _names(fake_api) == ["late"]
     assert fake_api.count("POST", EVENTS) == 1

@@ -26,6 +26,7 @@ from pymultus.kube.client import KubeClient, api_error
 from tests.fakeapi import server as fakeapi_server
 from tests.fakeapi.certs import Pki
 from tests.fakeapi.server import FakeApiServer
+from tests.support.isolated import run_isolated
 
 
 class Sleeps:
@@ -83,8 +84,6 @@ def _creds(api: FakeApiServer, tmp_path: Path, **changes: object) -> Credentials
 
 def test_native_transport_is_used_and_cheap() -> None:
     """The point of the module: no ``ssl``/``socket`` (and their imports) in a fresh process."""
-    import subprocess
-    import sys
 
     src = str(Path(http.__file__).resolve().parents[2])
     code = (
@@ -93,8 +92,8 @@ def test_native_transport_is_used_and_cheap() -> None:
         "heavy = {'ssl', 'socket', 'enum', 're', 'base64', 'encodings.idna', 'selectors'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    out = run_isolated(code)
+    assert out.strip() == "[]"
 
 
 def test_constants_match_the_public_ssl_module() -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from pymultus.kube.dra import (
 from pymultus.kube.podresources import PodDeviceMap
 from tests.fakeapi import dra
 from tests.fakeapi.server import FakeApiServer
+from tests.support.isolated import run_isolated
 
 DRIVER = "net.example"
 RESOURCE = "example.com/net"
@@ -281,12 +279,4 @@ assert alloc.next_device("r") == "1"
 assert "pymultus.kube.dra" not in sys.modules and "threading" not in sys.modules, sorted(sys.modules)
 print("ok")
 """
-    proc = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ},
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ok"
+    assert run_isolated(code).strip() == "ok"

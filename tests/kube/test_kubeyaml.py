@@ -8,8 +8,6 @@ and on mutations of a real kubeconfig (any accepted mutation must read as PyYAML
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from hypothesis import strategies as st
 
 from pymultus.kube import kubeyaml
 from pymultus.kube.auth import load_kubeconfig, parse_kubeconfig
+from tests.support.isolated import run_isolated
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -216,8 +215,8 @@ def test_the_go_multus_kubeconfig_loads_in_a_process_without_pyyaml(tmp_path: Pa
         f"c = load_kubeconfig({str(path)!r})\n"
         "print(c.host, c.port, c.token[:5], 'yaml' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["10.96.0.1", "443", "eyJhb", "False"]
+    out = run_isolated(code)
+    assert out.split() == ["10.96.0.1", "443", "eyJhb", "False"]
     assert load_kubeconfig(str(path)).token == yaml.safe_load(GO_MULTUS_THIN)["users"][0]["user"]["token"]
 
 

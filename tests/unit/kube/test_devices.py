@@ -6,9 +6,6 @@ The gRPC transport itself runs against a real grpcio server in tests/integration
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +27,7 @@ from pymultus.kube.podresources import (
     pod_devices,
     read_checkpoint,
 )
+from tests.support.isolated import run_isolated
 
 SRC = Path(__file__).resolve().parents[3] / "src"
 
@@ -439,12 +437,4 @@ assert alloc.next_device("r") == "1"
 assert "grpc" not in sys.modules, "checkpoint lookup"
 print("ok")
 """
-    proc = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ},
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ok"
+    assert run_isolated(code).strip() == "ok"

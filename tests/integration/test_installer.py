@@ -214,6 +214,24 @@ def test_fresh_install(node: Node) -> None:
     assert os.stat(node.conf / "multus.d/multus.kubeconfig").st_mode & 0o777 == 0o600
 
 
+def test_the_installed_thin_plugin_loads_its_modules_from_the_code_archive(node: Node) -> None:
+    node.primary("10-bridge.conf", BRIDGE)
+    node.install("--no-watch")
+    runtime = Path(node.launcher_python()).parent.parent
+    launcher = (node.bin / "multus").read_text()
+    assert f"_code_archive({str(runtime / 'multus.code')!r})" in launcher
+    assert "_code_archive" not in (node.bin / "multus-shim").read_text()
+    # The launcher's own lines, then a report of where the entry module came from.
+    head = launcher.split("from pymultus.cli.thin import main")[0]
+    probe = node.root / "probe"
+    probe.write_text(head + "import pymultus.cli.thin\nprint(pymultus.cli.thin.__loader__ is None)\n")
+    probe.chmod(0o755)
+    out = subprocess.run([str(probe)], capture_output=True, text=True, env={}, check=False, timeout=60)
+    assert (out.returncode, out.stdout) == (0, "True\n"), out.stderr
+    node.uninstall()
+    assert not runtime.exists()  # the archive goes with its runtime directory
+
+
 def test_thick_mode_installs_the_executables_only(node: Node) -> None:
     node.primary("10-bridge.conf", BRIDGE)
     before = tree(node.conf)

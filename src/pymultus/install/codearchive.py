@@ -153,9 +153,13 @@ def install(index: Index, fd: int) -> None:
 _COMPILED: dict[tuple[str, int, int], bytes] = {}
 
 
-def build(path: str, package_root: str) -> bool:
+def build(path: str, package_root: str, *, recorded_root: str | None = None) -> bool:
     """Compile the hot-path modules under ``package_root/pymultus`` into the archive at ``path``
-    (written atomically); False when it was already current."""
+    (written atomically); False when it was already current.
+
+    ``recorded_root``: where the launcher will find ``package_root`` when it runs, if not at the
+    same path (the installer writes the host's CNI bin dir through another mount); the archive
+    records the sources' paths there, so each module's ``stat`` check looks at the right file."""
     import importlib.util
     import marshal
     import os
@@ -182,7 +186,8 @@ def build(path: str, package_root: str) -> bool:
                 with open(source, "rb") as f:
                     compiled = marshal.dumps(_compile(f.read(), source))
                 _COMPILED[key] = compiled
-            entries.append((name, is_package, source, st.st_mtime_ns, st.st_size, compiled))
+            origin = source if recorded_root is None else os.path.join(recorded_root, *parts) + ".py"
+            entries.append((name, is_package, origin, st.st_mtime_ns, st.st_size, compiled))
     with open(__file__, "rb") as f:
         loader = _compile(f.read(), __file__)
     # The header's size depends on the offsets it holds; offsets count from the end of a header

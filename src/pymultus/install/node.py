@@ -44,6 +44,7 @@ log = logging.getLogger("pymultus.install")
 
 STAGING_PREFIX = ".pymultus-staging-"
 KEEP_BUNDLES = 2  # the current one and its predecessor, which in-flight calls may still be using
+ARCHIVE_FILE = "multus.code"  # the thin plugin's code archive, in the runtime directory
 
 
 class InstallOptions:
@@ -215,11 +216,19 @@ def install_executables(opts: InstallOptions, state: InstallState) -> str:
         _smoke_test(os.path.join(runtime, bundle.python), os.path.join(runtime, "site"))
     else:
         python_host = python_spec[len("host:") :]
+    from pymultus.install import codearchive
     from pymultus.install.launcher import ENTRY_POINTS
 
+    # The thin plugin's compiled modules, inside the runtime directory: it is immutable (named by
+    # its content's digest) and goes away with it. Built by this interpreter, so used only when
+    # the launcher's Python has the same magic number (the bundled one always does).
+    site_host = os.path.join(runtime_host, "site")
+    archive_here = os.path.join(runtime, ARCHIVE_FILE)
+    codearchive.build(archive_here, os.path.join(runtime, "site"), recorded_root=site_host)
     for name, module in ENTRY_POINTS.items():
         path = os.path.join(opts.bin_dir, name)
-        state.write(path, launcher_script(python_host, os.path.join(runtime_host, "site"), module), 0o755)
+        archive = os.path.join(runtime_host, ARCHIVE_FILE) if name == "multus" else None
+        state.write(path, launcher_script(python_host, site_host, module, archive=archive), 0o755)
     # The launchers point at the new runtime now; keep its predecessor for calls still running.
     if runtime in state.bundles:
         state.bundles.remove(runtime)
@@ -230,8 +239,9 @@ def install_executables(opts: InstallOptions, state: InstallState) -> str:
     return runtime
 
 
-def launcher_script(python: str, site: str, module: str) -> bytes:
-    """A ``#!<python> -IS`` launcher (``pymultus.install.launcher``) running ``module``'s ``main``."""
+def launcher_script(python: str, site: str, module: str, *, archive: str | None = None) -> bytes:
+    """A ``#!<python> -IS`` launcher (``pymultus.install.launcher``) running ``module``'s ``main``,
+    with ``archive``: first loading the package's modules from that code archive."""
     from pymultus.install.launcher import launcher_text
 
     # The kernel reads at most 255 bytes of a #! line and splits its argument on whitespace.
@@ -240,7 +250,7 @@ def launcher_script(python: str, site: str, module: str) -> bytes:
     if any(c.isspace() for c in python):
         raise InvalidConfig(f"interpreter path {python!r} cannot contain whitespace in a #! line")
     try:
-        return launcher_text(module, python=python, sys_path=[site]).encode()
+        return launcher_text(module, python=python, sys_path=[site], archive=archive).encode()
     except ValueError as exc:
         raise InvalidConfig(str(exc)) from exc
 

@@ -211,3 +211,20 @@ def test_write_launcher_builds_the_archive_it_names(tmp_path: Path) -> None:
     )
     assert version.returncode == 0, version.stderr
     assert "supportedVersions" in json.loads(version.stdout)
+
+
+def test_recorded_root_is_where_the_sources_are_checked_at_run_time(tmp_path: Path) -> None:
+    """The installer builds through its own mount of the host's bin dir (``staged``) and records
+    the host's path (``host``): the launcher on the host checks and serves the host's files."""
+    staged = _copy_package(tmp_path)
+    host = tmp_path / "host"
+    shutil.copytree(staged, host)  # copy2: same sizes and mtime_ns, as one directory seen twice
+    archive = str(tmp_path / ".multus.code")
+    codearchive.build(archive, str(staged), recorded_root=str(host))
+    names = ["pymultus.cli.thin", "pymultus.attach.service"]
+    served = _run(tmp_path, _REPORT.format(names=names), archive=archive, sys_path=[str(host)])
+    assert served.returncode == 0, served.stderr
+    assert set(json.loads(served.stdout).values()) == {"archive"}
+    shutil.rmtree(staged)  # nothing is read from the build-time path
+    again = _run(tmp_path, _REPORT.format(names=names), archive=archive, sys_path=[str(host)])
+    assert set(json.loads(again.stdout).values()) == {"archive"}

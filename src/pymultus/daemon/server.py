@@ -199,12 +199,14 @@ class UnixHttpServer:
             over = self.stats.connections > self.max_connections
         try:
             if over:
-                response: Response | None = self._reject(
+                response: Response | bytes | None = self._reject(
                     _Busy("connection_limit", f"more than {self.max_connections} connections are open")
                 )
             else:
                 response = await self._respond(reader, writer, connection)
-            if response is not None:
+            if isinstance(response, Response):
+                response = response.to_bytes()
+            if response:  # b"": a worker sent the whole answer and half-closed
                 await _write(writer, response, None if connection.complete else reader)
         except asyncio.CancelledError:
             raise
@@ -222,8 +224,9 @@ class UnixHttpServer:
 
     async def _respond(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: _Connection
-    ) -> Response | None:
-        """The answer to this connection's request; None when there is nobody to answer."""
+    ) -> Response | bytes | None:
+        """The answer to this connection's request, or the bytes of it a worker left to send;
+        None when there is nobody to answer."""
         try:
             async with asyncio.timeout(self.request_deadline):
                 request = await self._read_request(reader, connection)
@@ -307,19 +310,20 @@ class UnixHttpServer:
 
     async def _queue(
         self, work: Work, request: Request, writer: asyncio.StreamWriter, connection: _Connection
-    ) -> Response | None:
+    ) -> Response | bytes | None:
         if self._draining.is_set():
             return self._reject(_Busy("shutting_down", "the daemon is shutting down"))
-        sock = writer.get_extra_info("socket")
+        sock = writer.get_extra_info("socket").dup()  # the worker's, closed by the pool
         try:
-            future = self._pool.submit(work, request, sock.fileno())
+            future = self._pool.submit(work, request, sock)
         except queue.Full:
+            sock.close()
             return self._reject(_Busy("queue_full", "too many requests in flight and queued"))
         with self.stats.lock:
             self._open_work += 1
         connection.queued = True
-        # The loop leaves the socket alone from now on (it cannot be closed under the worker
-        # that checks it); the answer is written after the work.
+        # The loop leaves the socket alone from now on; the worker checks it, runs the work and
+        # sends the answer (pymultus.daemon.workers), the loop only what the worker could not.
         transport: asyncio.Transport = writer.transport  # type: ignore[assignment]  # a socket's
         transport.pause_reading()
         return await asyncio.wrap_future(future)
@@ -339,9 +343,7 @@ def _run_until_stopped(loop: asyncio.AbstractEventLoop) -> None:
         loop.close()
 
 
-async def _write(
-    writer: asyncio.StreamWriter, response: Response, unread: asyncio.StreamReader | None
-) -> None:
+async def _write(writer: asyncio.StreamWriter, data: bytes, unread: asyncio.StreamReader | None) -> None:
     """Send the answer, half-close and close, within WRITE_TIMEOUT (a client that does not read
     its answer cannot keep the connection).
 
@@ -350,7 +352,7 @@ async def _write(
     so the rest is read and dropped first, for at most LINGER seconds."""
     try:
         async with asyncio.timeout(WRITE_TIMEOUT):
-            writer.write(response.to_bytes())
+            writer.write(data)
             if writer.can_write_eof():
                 writer.write_eof()
             await writer.drain()

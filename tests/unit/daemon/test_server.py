@@ -325,6 +325,31 @@ def test_queued_work_of_a_departed_client_is_not_run(sock_dir: str) -> None:
     assert server.stats.abandoned == 1 and server.stats.served == 1
 
 
+def test_an_answer_larger_than_the_socket_takes_is_finished_by_the_event_loop(sock_dir: str) -> None:
+    """The worker sends what the socket takes at once; the event loop sends the rest."""
+    body = os.urandom(1024) * 4096  # 4 MiB: far more than a unix socket buffers
+
+    def router(request: Request) -> Response | object:
+        return lambda: Response(200, body, "application/octet-stream")
+
+    server = UnixHttpServer(os.path.join(sock_dir, "s.sock"), router, workers=1, queue_limit=1)  # type: ignore[arg-type]
+    server.start()
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(30)
+            sock.connect(server.socket_path)
+            sock.sendall(b"POST /big HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            deadline = time.monotonic() + 10
+            while server.stats.served != 1 and time.monotonic() < deadline:
+                time.sleep(0.01)  # nothing read yet: the worker's send could not take it all
+            assert server.stats.served == 1
+            status, answer = wire.parse_response(_read_until_closed(sock))
+        assert status == 200 and answer == body
+    finally:
+        server.drain(5)
+        server.close()
+
+
 def test_bodies_held_at_once_are_bounded(sock_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(server_module, "BODY_BUDGET", 100)
     with _serving(sock_dir, workers=1, queue_limit=1) as server:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +14,7 @@ import pytest
 from pymultus.errors import INVALID_NETWORK_CONFIG, IO_FAILURE, InvalidConfig, IOFailure
 from pymultus.netns.ops import Netns, netns_exists
 from tests.support import netns as support
+from tests.support.isolated import run_isolated
 from tests.support.netns import ip, netns
 
 pytestmark = pytest.mark.netns
@@ -64,6 +67,32 @@ def test_interface_exists() -> None:
         hidden = [name for name in host_links if name not in ("lo", "a0", "b0")]
         if hidden:
             assert not OPS.interface_exists(ns.path, hidden[0])
+
+
+def test_interface_lookup_enters_nothing_and_loads_no_ctypes() -> None:
+    """The check asks from the caller's namespace (namespace ID + RTM_GETLINK): no thread joins
+    the pod's namespace and libc's setns (``_ctypes``, ~1 ms to load) is not needed."""
+    with two_links() as ns:
+        code = (
+            f"import sys; sys.path[:0] = {sys.path!r}\n"
+            "from pymultus.netns.ops import Netns\n"
+            f"print(Netns().interface_exists({ns.path!r}, 'a0'), '_ctypes' in sys.modules)\n"
+        )
+        assert run_isolated(code).split() == ["True", "False"]
+
+
+def test_a_kernel_without_namespace_ids_gets_the_lookup_from_inside(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pymultus.netns import rtnetlink
+
+    def refused(self: rtnetlink.Rtnetlink, fd: int) -> int:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(rtnetlink.Rtnetlink, "peer_nsid", refused)
+    with two_links() as ns:
+        assert OPS.interface_exists(ns.path, "a0")
+        assert not OPS.interface_exists(ns.path, "eth0")
 
 
 def test_caller_thread_stays_in_its_namespace() -> None:

@@ -228,3 +228,8 @@ def test_recorded_root_is_where_the_sources_are_checked_at_run_time(tmp_path: Pa
     shutil.rmtree(staged)  # nothing is read from the build-time path
     again = _run(tmp_path, _REPORT.format(names=names), archive=archive, sys_path=[str(host)])
     assert set(json.loads(again.stdout).values()) == {"archive"}
+
+
+def test_the_launcher_runs_its_one_request_without_the_cyclic_collector(tmp_path: Path) -> None:
+    out = _run(tmp_path, "import gc\nprint(gc.isenabled())\n", archive=None, sys_path=[SRC])
+    assert (out.returncode, out.stdout) == (0, "False\n"), out.stderr

@@ -10,10 +10,11 @@ it) grows the process until the kernel kills it, and a FIFO hangs it.
 
 from __future__ import annotations
 
-import os
+import posix
 import stat
 from _thread import get_ident
 
+from pymultus import paths
 from pymultus.errors import IOFailure
 
 # The default cap of read_file: far above any configuration, cache entry, kubeconfig or manifest
@@ -51,22 +52,22 @@ def read_file(path: str, *, limit: int = READ_LIMIT, follow_symlinks: bool = Tru
     (a file that grows while it is read is refused too). Raises ``FileNotFoundError`` and other
     ``OSError`` as ``open`` would, and :class:`UnreadableFile` for a file refused here.
     """
-    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
+    flags = posix.O_RDONLY | posix.O_CLOEXEC | posix.O_NONBLOCK | (0 if follow_symlinks else posix.O_NOFOLLOW)
     try:
-        fd = os.open(path, flags)
+        fd = posix.open(path, flags)
     except OSError as exc:
-        if not follow_symlinks and os.path.islink(path):
+        if not follow_symlinks and paths.islink(path):
             raise UnreadableFile(path, "is a symbolic link, not a regular file") from exc
         raise
     try:
-        mode = os.fstat(fd).st_mode
+        mode = posix.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             kind = next((name for test, name in _FILE_TYPES if test(mode)), "not a regular file")
             raise UnreadableFile(path, f"is {kind}, not a regular file")
         chunks: list[bytes] = []
         size = 0
         while size <= limit:
-            chunk = os.read(fd, limit + 1 - size)
+            chunk = posix.read(fd, limit + 1 - size)
             if not chunk:
                 break
             chunks.append(chunk)
@@ -75,7 +76,7 @@ def read_file(path: str, *, limit: int = READ_LIMIT, follow_symlinks: bool = Tru
             raise UnreadableFile(path, f"is larger than {limit} bytes")
         return b"".join(chunks)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def bounded_name(name: str) -> str:
@@ -94,9 +95,9 @@ def bounded_name(name: str) -> str:
 
 def ensure_private_dir(path: str, mode: int = 0o700) -> None:
     """Create ``path`` (and parents) if missing; tighten its mode to ``mode`` when we own it."""
-    os.makedirs(path, mode=mode, exist_ok=True)
-    if os.stat(path).st_mode & 0o777 != mode:
-        os.chmod(path, mode)
+    paths.makedirs(path, mode)
+    if posix.stat(path).st_mode & 0o777 != mode:
+        posix.chmod(path, mode)
 
 
 def write_atomically(
@@ -115,34 +116,34 @@ def write_atomically(
     """
     try:
         # Bounded by the new content: a longer (or endless) file is different anyway.
-        if read_file(path, limit=len(data)) == data and os.stat(path).st_mode & 0o777 == mode:
+        if read_file(path, limit=len(data)) == data and posix.stat(path).st_mode & 0o777 == mode:
             return False
     except OSError:
         pass
-    directory = os.path.dirname(path) or "."
+    directory = paths.dirname(path) or "."
     if dir_mode is None:
-        os.makedirs(directory, mode=0o755, exist_ok=True)
+        paths.makedirs(directory, 0o755)
     else:
         ensure_private_dir(directory, dir_mode)
     # Unique per process and thread: the daemon writes from a pool of threads. The target's name
     # is cut so that the temp name fits in NAME_MAX even when the target's name does.
-    stem = os.path.basename(path)[:_TMP_STEM_MAX]
-    tmp = os.path.join(directory, f".{stem}.{os.getpid()}.{get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    stem = paths.basename(path)[:_TMP_STEM_MAX]
+    tmp = paths.join(directory, f".{stem}.{posix.getpid()}.{get_ident()}.tmp")
+    fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC, mode)
     try:
-        os.fchmod(fd, mode)
+        posix.fchmod(fd, mode)
         view = memoryview(data)
         while view:
-            written = os.write(fd, view)
+            written = posix.write(fd, view)
             view = view[written:]
-        os.fsync(fd)
+        posix.fsync(fd)
     except BaseException:
-        os.close(fd)
+        posix.close(fd)
         _unlink_quietly(tmp)
         raise
-    os.close(fd)
+    posix.close(fd)
     try:
-        os.rename(tmp, path)
+        posix.rename(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
         raise
@@ -154,24 +155,24 @@ def write_atomically(
 def fsync_dir(directory: str) -> None:
     """Make a rename or unlink in ``directory`` durable."""
     try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = posix.open(directory, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
     except OSError:
         return
     try:
-        os.fsync(fd)
+        posix.fsync(fd)
     except OSError:
         pass
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def remove_durably(path: str) -> bool:
     """Unlink ``path`` if it exists; returns whether something was removed."""
     try:
-        os.unlink(path)
+        posix.unlink(path)
     except FileNotFoundError:
         return False
-    fsync_dir(os.path.dirname(path) or ".")
+    fsync_dir(paths.dirname(path) or ".")
     return True
 
 
@@ -181,7 +182,7 @@ def remove_orphaned_temps(directory: str) -> int:
     many. A live pid's temp file is kept: it may still be written (or the pid was reused).
     Costs a directory listing: call it only when a writer is known to have been killed."""
     try:
-        names = os.listdir(directory)
+        names = posix.listdir(directory)
     except OSError:
         return 0
     removed = 0
@@ -191,10 +192,10 @@ def remove_orphaned_temps(directory: str) -> int:
         parts = name[: -len(".tmp")].rsplit(".", 2)
         if len(parts) != 3 or not (parts[1].isdigit() and parts[2].isdigit()):
             continue
-        if os.path.exists(f"/proc/{parts[1]}"):
+        if paths.exists(f"/proc/{parts[1]}"):
             continue
         try:
-            os.unlink(os.path.join(directory, name))
+            posix.unlink(paths.join(directory, name))
         except OSError:
             continue
         removed += 1
@@ -203,6 +204,6 @@ def remove_orphaned_temps(directory: str) -> int:
 
 def _unlink_quietly(path: str) -> None:
     try:
-        os.unlink(path)
+        posix.unlink(path)
     except OSError:
         pass

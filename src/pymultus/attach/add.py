@@ -19,8 +19,7 @@ removed), so the runtime's follow-up DEL retries exactly those.
 
 from __future__ import annotations
 
-import os
-
+from pymultus import paths
 from pymultus.attach import routes
 from pymultus.attach.context import Call, EventKind
 from pymultus.attach.model import Attachment
@@ -50,7 +49,7 @@ def add(call: Call) -> dict[str, object]:
 
 def _refuse_if_attached(call: Call) -> None:
     path = store.entry_path(call.conf.cni_dir, call.request.container_id)
-    if os.path.lexists(path):
+    if paths.lexists(path):
         raise InterfaceExists(
             f"container {call.request.container_id} is already attached; DEL it before adding it again",
             details=f"delegate list {path}",

@@ -121,13 +121,12 @@ class Call:
 
     def _remove_orphaned_temps(self) -> None:
         """A killed ADD or DEL may have died in the middle of a cache write."""
-        import os
-
+        from pymultus import paths
         from pymultus.cni.cache import RESULTS_DIR
         from pymultus.fileio import remove_orphaned_temps
 
         cni_dir = self.conf.cni_dir
-        removed = remove_orphaned_temps(cni_dir) + remove_orphaned_temps(os.path.join(cni_dir, RESULTS_DIR))
+        removed = remove_orphaned_temps(cni_dir) + remove_orphaned_temps(paths.join(cni_dir, RESULTS_DIR))
         if removed:
             self.log("info", f"removed {removed} temp file(s) of cache writes a killed process left")
 

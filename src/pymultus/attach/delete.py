@@ -213,11 +213,11 @@ def _was_added(call: Call, attachment: Attachment) -> bool:
 def _remove_unusable(call: Call, path: str, reason: str) -> None:
     """An undecodable result cache names no plugin to call: no DEL can ever use it (the rule in
     the module docstring). Say so, and remove it so that it is not reported forever."""
-    import os
+    import posix
 
     call.log("error", f"the result cache {path} cannot be used and is removed: {reason}")
     try:
-        os.unlink(path)
+        posix.unlink(path)
     except OSError as exc:
         call.log("error", f"cannot remove the result cache {path}: {exc.strerror}")
 

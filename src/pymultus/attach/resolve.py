@@ -9,9 +9,9 @@ interface name, attachment ``idx`` is called ``net<idx>``.
 
 from __future__ import annotations
 
-import os
+import posix
 
-from pymultus import jsonio
+from pymultus import jsonio, paths
 from pymultus.attach.model import Attachment, PodRef
 from pymultus.cni import netconf
 from pymultus.errors import (
@@ -165,14 +165,14 @@ def _network_by_reference(
                 f'"{conf.multus_namespace}" nor a configuration named so in {conf.conf_dir}'
             )
         return Attachment(name=found.name, network=found)
-    if os.path.isdir(reference):
+    if paths.isdir(reference):
         files = netconf.conf_files(reference)
         files = [path for path in files if not path.endswith(".json")]
         if not files:
             raise NetworkNotFound(f'network directory "{reference}" holds no .conf or .conflist file')
         network = netconf.load_file(files[0])
         return Attachment(name=network.name, network=network)
-    if not os.path.exists(reference):
+    if not paths.exists(reference):
         raise NetworkNotFound(f'network configuration file "{reference}" does not exist')
     network = netconf.load_file(reference)
     return Attachment(name=network.name, network=network)
@@ -180,7 +180,7 @@ def _network_by_reference(
 
 def _find_in_dir(directory: str, name: str) -> netconf.NetworkConfig | None:
     """NPWG §3.4.1: a ``.conflist`` with that name first, then a ``.conf``/``.json``."""
-    if not os.path.isdir(directory):
+    if not paths.isdir(directory):
         return None
     files = netconf.conf_files(directory)
     ordered = [p for p in files if p.endswith(".conflist")] + [
@@ -330,15 +330,13 @@ def with_device_id(network: netconf.NetworkConfig, device_id: str) -> netconf.Ne
 
 
 def _auxiliary_chain(conf: MultusConf) -> Attachment | None:
-    base = (
-        conf.cluster_network if os.path.isdir(conf.cluster_network) else os.path.dirname(conf.cluster_network)
-    )
-    directory = os.path.join(base, conf.auxiliary_cni_chain_name)
+    base = conf.cluster_network if paths.isdir(conf.cluster_network) else paths.dirname(conf.cluster_network)
+    directory = paths.join(base, conf.auxiliary_cni_chain_name)
     plugins: list[object] = [{"type": "passthru", "name": "passthru-cni"}]
-    if os.path.isdir(directory):
-        for entry in sorted(os.listdir(directory)):
+    if paths.isdir(directory):
+        for entry in sorted(posix.listdir(directory)):
             if entry.endswith(".conf"):
-                data = netconf.read_file(os.path.join(directory, entry))
+                data = netconf.read_file(paths.join(directory, entry))
                 plugins.append(jsonio.loads_object(data, what=f"auxiliary plugin {entry}"))
     if len(plugins) < 2:
         return None

@@ -12,11 +12,11 @@ when a line is written, so a quiet plugin pays nothing.
 
 from __future__ import annotations
 
-import os
+import posix
 import sys
 import time
 
-from pymultus import logfmt
+from pymultus import logfmt, paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def make_logger(
     def log(message_level: str, message: str) -> None:
         if not logfmt.enabled(message_level, configured):
             return
-        line = logfmt.line(message_level, component, os.getpid(), message, time.time())
+        line = logfmt.line(message_level, component, posix.getpid(), message, time.time())
         if to_stderr:
             sys.stderr.write(line)
         if log_file:
@@ -50,22 +50,29 @@ def write_line(path: str, data: bytes, options: LogOptions | None) -> None:
     try:
         if options is not None and options.max_size > 0:
             try:
-                if os.stat(path).st_size + len(data) > options.max_size * _MB:
+                if posix.stat(path).st_size + len(data) > options.max_size * _MB:
                     rotate(path, options)
             except FileNotFoundError:
                 pass
         # O_NONBLOCK: a FIFO in logFile's place (no reader) must not hang every ADD and DEL; the
         # open then fails with ENXIO, or a full pipe drops the line (EAGAIN), both ignored.
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
-        fd = os.open(path, flags, 0o600)
+        flags = (
+            posix.O_WRONLY
+            | posix.O_APPEND
+            | posix.O_CREAT
+            | posix.O_CLOEXEC
+            | posix.O_NONBLOCK
+            | posix.O_NOCTTY
+        )
+        fd = posix.open(path, flags, 0o600)
     except OSError:
         return  # logging must never fail the CNI request
     try:
-        os.write(fd, data)
+        posix.write(fd, data)
     except OSError:
         pass
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def rotate(path: str, options: LogOptions) -> None:
@@ -73,18 +80,18 @@ def rotate(path: str, options: LogOptions) -> None:
     suffix = ".gz" if options.compress else ""
     keep = max(options.max_backups, 0)
     if keep == 0:
-        os.unlink(path)
+        posix.unlink(path)
         return
     for index in range(keep, 0, -1):
         for ext in (".gz", ""):
             older = f"{path}.{index}{ext}"
-            if os.path.exists(older):
+            if paths.exists(older):
                 if index == keep:
-                    os.unlink(older)
+                    posix.unlink(older)
                 else:
-                    os.replace(older, f"{path}.{index + 1}{ext}")
+                    posix.replace(older, f"{path}.{index + 1}{ext}")
     rotated = f"{path}.1"
-    os.replace(path, rotated)
+    posix.replace(path, rotated)
     if suffix:
         _compress(rotated)
     if options.max_age > 0:
@@ -93,8 +100,8 @@ def rotate(path: str, options: LogOptions) -> None:
             for ext in (".gz", ""):
                 backup = f"{path}.{index}{ext}"
                 try:
-                    if os.stat(backup).st_mtime < cutoff:
-                        os.unlink(backup)
+                    if posix.stat(backup).st_mtime < cutoff:
+                        posix.unlink(backup)
                 except FileNotFoundError:
                     pass
 
@@ -105,4 +112,4 @@ def _compress(path: str) -> None:
 
     with open(path, "rb") as source, gzip.open(f"{path}.gz", "wb") as target:
         shutil.copyfileobj(source, target)
-    os.unlink(path)
+    posix.unlink(path)

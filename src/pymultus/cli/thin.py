@@ -6,9 +6,10 @@ this process and prints the result like any CNI plugin. Only what the request ne
 
 from __future__ import annotations
 
-import os
+import posix
 import sys
 
+from pymultus import paths
 from pymultus.cni import skel
 
 TYPE_CHECKING = False
@@ -31,7 +32,7 @@ def _handler(env: Mapping[str, str]) -> object:
 
 
 def main() -> int:
-    env = dict(os.environ)
+    env = paths.environ()
     if "OPENSSL_CONF" not in env:
         # OpenSSL parses its system configuration file (openssl.cnf: CA-tool defaults, optional
         # providers) when the first TLS context is made: ~0.9 M instructions, ~0.3 ms of a
@@ -39,7 +40,7 @@ def main() -> int:
         # server the kubeconfig names, with the CA it names; Go Multus reads no OpenSSL
         # configuration either). /dev/null is an empty configuration. An OPENSSL_CONF given by
         # the runtime is honoured. Only this process's C environment: the delegates get ``env``.
-        os.putenv("OPENSSL_CONF", "/dev/null")
+        posix.putenv("OPENSSL_CONF", "/dev/null")
     stdin = sys.stdin.buffer.read()
     run = _handler(env)
     handlers = {command: run for command in ("ADD", "DEL", "CHECK", "GC", "STATUS")}
@@ -63,7 +64,7 @@ def _exit_now(code: int) -> None:
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)
+    posix._exit(code)
 
 
 if __name__ == "__main__":

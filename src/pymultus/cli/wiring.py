@@ -66,8 +66,7 @@ def _kubelet_devices(conf: MultusConf, api: LazyPodSource | None) -> Callable[[P
         return ClaimReader(api.client)
 
     def allocator(pod_ref: PodRef) -> DeviceAllocator:
-        import os
-
+        from pymultus import paths
         from pymultus.kube.devices import DeviceAllocator
 
         root = conf.kubelet_root_dir
@@ -75,8 +74,8 @@ def _kubelet_devices(conf: MultusConf, api: LazyPodSource | None) -> Callable[[P
             pod_ref.namespace,
             pod_ref.name,
             pod_ref.uid,
-            socket_path=os.path.join(root, "pod-resources", "kubelet.sock"),
-            checkpoint_path=os.path.join(root, "device-plugins", "kubelet_internal_checkpoint"),
+            socket_path=paths.join(root, "pod-resources", "kubelet.sock"),
+            checkpoint_path=paths.join(root, "device-plugins", "kubelet_internal_checkpoint"),
             claims=claims if api is not None else None,  # DRA devices from the same API client
         )
 

@@ -10,9 +10,9 @@ as None (the caller decides, e.g. DEL proceeds without prevResult); it never rai
 from __future__ import annotations
 
 import binascii
-import os
+import posix
 
-from pymultus import fileio, jsonio
+from pymultus import fileio, jsonio, paths
 from pymultus.cni import spec
 from pymultus.errors import IOFailure
 
@@ -97,14 +97,14 @@ def result_path(cache_dir: str, network: str, container_id: str, ifname: str) ->
     spec.validate_network_name(network)
     spec.validate_container_id(container_id)
     spec.validate_ifname(ifname)
-    return os.path.join(cache_dir, RESULTS_DIR, fileio.bounded_name(f"{network}-{container_id}-{ifname}"))
+    return paths.join(cache_dir, RESULTS_DIR, fileio.bounded_name(f"{network}-{container_id}-{ifname}"))
 
 
 def write(cache_dir: str, entry: CachedAttachment) -> None:
     path = result_path(cache_dir, entry.network_name, entry.container_id, entry.ifname)
     try:
         # A missing cache dir is created private; an existing one (/var/lib/cni) is left alone.
-        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        paths.makedirs(cache_dir, 0o700)
         # No directory fsync after the rename (libcni syncs nothing at all): the content is
         # fsync'd first, so the entry is never torn. A power loss can at worst lose the rename:
         # the pod's netns is gone with it, and DEL without the entry still runs the plugins
@@ -150,12 +150,12 @@ def remove(cache_dir: str, network: str, container_id: str, ifname: str) -> bool
     try:
         # No directory fsync (~9 ms on these disks, every DEL): an entry that reappears after a
         # crash only means one more DEL, which is idempotent. Writes stay fully durable.
-        os.unlink(path)
+        posix.unlink(path)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return False
     except OSError as exc:
         # unlink on a read-only file system fails with EROFS before it looks the name up.
-        if not os.path.lexists(path):
+        if not paths.lexists(path):
             return False
         raise IOFailure(f"cannot remove the CNI result cache {path}: {exc.strerror}") from exc
     return True
@@ -173,9 +173,9 @@ def list_attachments(
     Unreadable files are skipped (one bad file never hides the others); with ``container_id``,
     ``on_corrupt(path, reason)`` is told about those whose name shows they are that container's.
     """
-    directory = os.path.join(cache_dir, RESULTS_DIR)
+    directory = paths.join(cache_dir, RESULTS_DIR)
     try:
-        names = sorted(os.listdir(directory))
+        names = sorted(posix.listdir(directory))
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as exc:
@@ -186,7 +186,7 @@ def list_attachments(
             continue  # temp files of an interrupted write
         if container_id is not None and f"-{container_id}-" not in name and len(name) < fileio.NAME_MAX:
             continue  # another container's (only a name shortened by bounded_name hides its ID)
-        path = os.path.join(directory, name)
+        path = paths.join(directory, name)
         try:
             # Symlinks, FIFOs, devices and huge files are refused: /dev/zero or a FIFO here
             # would otherwise exhaust the memory of (or hang) every DEL that lists the cache.
@@ -213,7 +213,7 @@ def list_attachments(
 def _report(
     on_corrupt: Callable[[str, str], None] | None, container_id: str | None, path: str, reason: str
 ) -> None:
-    if on_corrupt is not None and container_id is not None and f"-{container_id}-" in os.path.basename(path):
+    if on_corrupt is not None and container_id is not None and f"-{container_id}-" in paths.basename(path):
         on_corrupt(path, reason)
 
 

@@ -16,8 +16,6 @@ on (CNI spec 1.1 §3: "capabilities must not be passed on"; libcni leaves it in)
 
 from __future__ import annotations
 
-import os
-
 from pymultus import jsonio
 from pymultus.cni import cache, spec
 from pymultus.cni.invoke import find_plugin
@@ -264,7 +262,7 @@ class CNIConfig:
             "CNI_NETNS": rt.netns if rt else "",
             "CNI_IFNAME": rt.ifname if rt else "",
             "CNI_ARGS": format_cni_args(rt.args) if rt else "",
-            "CNI_PATH": os.pathsep.join(self.search_path),
+            "CNI_PATH": ":".join(self.search_path),
         }
         try:
             return self.executor.run(path, env, jsonio.dumpb(conf))

@@ -1,6 +1,6 @@
 """Running one CNI plugin: find it on the search path, exec it, collect its answer.
 
-``os.posix_spawn`` (vfork + exec in the C library) instead of ``subprocess``: importing
+``posix.posix_spawn`` (vfork + exec in the C library) instead of ``subprocess``: importing
 ``subprocess`` costs ~10 ms of start-up on the hot path, and spawning is cheaper too. The plugin
 runs in its own process group so a timeout kills everything it started. Pipes are created
 close-on-exec, so concurrent spawns from other threads never inherit them (the daemon runs this
@@ -10,11 +10,11 @@ from many threads); every fd is closed and the child reaped on every path.
 from __future__ import annotations
 
 import errno
-import os
+import posix
 import select
 import time
 
-from pymultus import jsonio
+from pymultus import jsonio, paths
 from pymultus.errors import (
     INTERNAL,
     DelegateFailed,
@@ -69,8 +69,8 @@ def find_plugin(plugin_type: str, search_path: Sequence[str], *, root: str | Non
     for directory in search_path:
         if not directory:
             continue
-        candidate = os.path.join(directory, plugin_type)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        candidate = paths.join(directory, plugin_type)
+        if paths.isfile(candidate) and posix.access(candidate, posix.X_OK):
             return candidate
         if root is not None and _runs_in_root(candidate, root):
             return candidate
@@ -86,15 +86,15 @@ def _runs_in_root(candidate: str, root: str) -> bool:
     path = candidate
     for _ in range(8):
         try:
-            target = os.readlink(path)
+            target = posix.readlink(path)
         except OSError:
             return False  # not a link (or gone): the plain check above already said no
-        if os.path.isabs(target):
-            path = os.path.join(root, target.lstrip("/"))
+        if target.startswith("/"):
+            path = paths.join(root, target.lstrip("/"))
         else:
-            path = os.path.join(os.path.dirname(path), target)
-        if not os.path.islink(path):
-            return os.path.isfile(path) and os.access(path, os.X_OK)
+            path = paths.join(paths.dirname(path), target)
+        if not paths.islink(path):
+            return paths.isfile(path) and posix.access(path, posix.X_OK)
     return False
 
 
@@ -145,7 +145,7 @@ class PluginExecutor:
         output = self.run_raw(path, env, stdin, timeout=timeout)
         if output.status == 0:
             return output.stdout
-        raise _failure(os.path.basename(path), output)
+        raise _failure(paths.basename(path), output)
 
     def run_raw(
         self, path: str, env: Mapping[str, str], stdin: bytes, *, timeout: float | None = None
@@ -161,9 +161,9 @@ class PluginExecutor:
             guard.before_spawn()
             if guard.fd >= 0:
                 inherit = (guard.fd, guard.child_fd())
-        in_r, in_w = os.pipe()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
+        in_r, in_w = posix.pipe()
+        out_r, out_w = posix.pipe()
+        err_r, err_w = posix.pipe()
         try:
             pid = _spawn(
                 argv,
@@ -171,25 +171,25 @@ class PluginExecutor:
                 stdin=in_r,
                 stdout=out_w,
                 stderr=err_w,
-                name=os.path.basename(path),
+                name=paths.basename(path),
                 inherit=inherit,
             )
         except BaseException:
             for fd in (in_w, out_r, err_r):
-                os.close(fd)
+                posix.close(fd)
             raise
         finally:
             # The child has its own copies; ours would keep the pipes from reaching EOF.
             for fd in (in_r, out_w, err_w):
-                os.close(fd)
+                posix.close(fd)
         if guard is None:
             return _communicate(
-                pid, in_w=in_w, out_r=out_r, err_r=err_r, data=stdin, limit=limit, name=os.path.basename(path)
+                pid, in_w=in_w, out_r=out_r, err_r=err_r, data=stdin, limit=limit, name=paths.basename(path)
             )
         try:
             guard.spawned(pid)
             return _communicate(
-                pid, in_w=in_w, out_r=out_r, err_r=err_r, data=stdin, limit=limit, name=os.path.basename(path)
+                pid, in_w=in_w, out_r=out_r, err_r=err_r, data=stdin, limit=limit, name=paths.basename(path)
             )
         finally:
             guard.finished()
@@ -206,19 +206,19 @@ def _spawn(
     inherit: tuple[int, int] | None = None,
 ) -> int:
     actions = [
-        (os.POSIX_SPAWN_DUP2, stdin, 0),
-        (os.POSIX_SPAWN_DUP2, stdout, 1),
-        (os.POSIX_SPAWN_DUP2, stderr, 2),
+        (posix.POSIX_SPAWN_DUP2, stdin, 0),
+        (posix.POSIX_SPAWN_DUP2, stdout, 1),
+        (posix.POSIX_SPAWN_DUP2, stderr, 2),
     ]
     if inherit is not None:
         # dup2 in the child only: the parent's fd stays close-on-exec, so the plugins other
         # threads start at the same time never get it.
-        actions.append((os.POSIX_SPAWN_DUP2, inherit[0], inherit[1]))
+        actions.append((posix.POSIX_SPAWN_DUP2, inherit[0], inherit[1]))
 
     delay = 0.02
     for attempt in range(_SPAWN_RETRIES + 1):
         try:
-            return os.posix_spawn(
+            return posix.posix_spawn(
                 argv[0],
                 argv,
                 env,
@@ -242,7 +242,7 @@ def _spawn(
 
 def _pidfd(pid: int) -> int | None:
     try:
-        return os.pidfd_open(pid)
+        return posix.pidfd_open(pid)
     except (AttributeError, OSError):
         return None  # kernels before 5.3: fall back to polling waitpid
 
@@ -257,13 +257,13 @@ def _communicate(
     view = memoryview(data)
     poller = select.poll()
     for fd in (out_r, err_r):
-        os.set_blocking(fd, False)
+        posix.set_blocking(fd, False)
         poller.register(fd, _POLLIN)
     if view:
-        os.set_blocking(in_w, False)
+        posix.set_blocking(in_w, False)
         poller.register(in_w, select.POLLOUT)
     else:
-        os.close(in_w)
+        posix.close(in_w)
         in_w = -1
     if pidfd is not None:
         poller.register(pidfd, select.POLLIN)
@@ -281,13 +281,13 @@ def _communicate(
             for fd, events in poller.poll(remaining * 1000.0):
                 if fd == in_w:
                     try:
-                        written = os.write(in_w, view[:_READ_SIZE])
+                        written = posix.write(in_w, view[:_READ_SIZE])
                         view = view[written:]
                     except (BrokenPipeError, OSError):
                         view = view[:0]  # the plugin stopped reading; its exit status tells why
                     if not view or events & _POLLDONE:
                         poller.unregister(in_w)
-                        os.close(in_w)
+                        posix.close(in_w)
                         in_w = -1
                 elif fd == pidfd:
                     exited = True
@@ -312,20 +312,20 @@ def _communicate(
             _kill(pid)  # an unexpected error: never leave a child or a zombie behind
         for fd in (*open_fds, in_w, -1 if pidfd is None else pidfd):
             if fd >= 0:
-                os.close(fd)
+                posix.close(fd)
     return PluginOutput(status, b"".join(chunks[out_r]), b"".join(chunks[err_r]))
 
 
 def _drain(fd: int, sink: list[bytes], open_fds: set[int], poller: select.poll) -> None:
     while True:
         try:
-            chunk = os.read(fd, _READ_SIZE)
+            chunk = posix.read(fd, _READ_SIZE)
         except BlockingIOError:
             return
         if not chunk:
             poller.unregister(fd)
             open_fds.discard(fd)
-            os.close(fd)
+            posix.close(fd)
             return
         sink.append(chunk)
 
@@ -334,9 +334,9 @@ def _wait(pid: int, deadline: float, pidfd: int | None) -> int | None:
     """Reap the plugin once its pipes are closed; None when the deadline passes first."""
     delay = 0.0005
     while True:
-        done, raw = os.waitpid(pid, os.WNOHANG)
+        done, raw = posix.waitpid(pid, posix.WNOHANG)
         if done:
-            return os.waitstatus_to_exitcode(raw)
+            return posix.waitstatus_to_exitcode(raw)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return None
@@ -350,14 +350,14 @@ def _wait(pid: int, deadline: float, pidfd: int | None) -> int | None:
 def _kill(pid: int) -> int:
     """SIGKILL the plugin's whole process group and reap the plugin."""
     try:  # not contextlib.suppress: contextlib costs start-up time
-        os.killpg(pid, _signal.SIGKILL)
+        posix.killpg(pid, _signal.SIGKILL)
     except ProcessLookupError:
         pass
     try:
-        _, raw = os.waitpid(pid, 0)
+        _, raw = posix.waitpid(pid, 0)
     except ChildProcessError:
         return -int(_signal.SIGKILL)
-    return os.waitstatus_to_exitcode(raw)
+    return posix.waitstatus_to_exitcode(raw)
 
 
 def _excerpt(data: bytes) -> str:

@@ -7,9 +7,9 @@ the original form so ``to_bytes`` gives it back. Plugin dicts are kept as decode
 
 from __future__ import annotations
 
-import os
+import posix
 
-from pymultus import fileio, jsonio
+from pymultus import fileio, jsonio, paths
 from pymultus.cni import spec
 from pymultus.errors import IncompatibleVersion, InvalidConfig, IOFailure
 
@@ -229,7 +229,7 @@ def load_file(path: str) -> NetworkConfig:
     doc = jsonio.loads_object(read_file(path), what=f"network configuration {path}")
     net = _from_document(doc, source=path, allow_empty="plugins" in doc)
     if net.is_list and not net.load_only_inlined_plugins and net.name:
-        net.plugins = net.plugins + _subdirectory_plugins(os.path.join(os.path.dirname(path), net.name))
+        net.plugins = net.plugins + _subdirectory_plugins(paths.join(paths.dirname(path), net.name))
     if not net.plugins:
         raise InvalidConfig(f"network configuration list {net.name!r} has no plugins in {path}")
     return net
@@ -237,15 +237,15 @@ def load_file(path: str) -> NetworkConfig:
 
 def _subdirectory_plugins(directory: str) -> list[dict[str, object]]:
     try:
-        names = sorted(entry for entry in os.listdir(directory) if entry.endswith(".conf"))
+        names = sorted(entry for entry in posix.listdir(directory) if entry.endswith(".conf"))
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as exc:
         raise IOFailure(f"cannot list plugin directory {directory}: {exc.strerror}") from exc
     plugins: list[dict[str, object]] = []
     for entry in names:
-        path = os.path.join(directory, entry)
-        if not os.path.isfile(path):
+        path = paths.join(directory, entry)
+        if not paths.isfile(path):
             continue
         plugin = jsonio.loads_object(read_file(path), what=f"plugin configuration {path}")
         plugins.append(_check_plugin(plugin, None, f" in {path}"))
@@ -255,15 +255,15 @@ def _subdirectory_plugins(directory: str) -> list[dict[str, object]]:
 def conf_files(directory: str, extensions: tuple[str, ...] = CONF_EXTENSIONS) -> list[str]:
     """Configuration files of ``directory`` in lexical order (a missing directory has none)."""
     try:
-        names = sorted(os.listdir(directory))
+        names = sorted(posix.listdir(directory))
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as exc:
         raise IOFailure(f"cannot list network configuration directory {directory}: {exc.strerror}") from exc
     return [
-        os.path.join(directory, name)
+        paths.join(directory, name)
         for name in names
-        if name.endswith(extensions) and os.path.isfile(os.path.join(directory, name))
+        if name.endswith(extensions) and paths.isfile(paths.join(directory, name))
     ]
 
 

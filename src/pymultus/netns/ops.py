@@ -19,7 +19,7 @@ asking :func:`netns_exists` first.
 from __future__ import annotations
 
 import errno as _errno
-import os
+import posix
 
 from pymultus.errors import IOFailure
 
@@ -62,7 +62,7 @@ class Netns:
                     f"netns={netns} ifname={ifname}",
                 ) from None
         finally:
-            os.close(fd)
+            posix.close(fd)
         # An older kernel, or not a network namespace (entering it tells which, with its error).
         from pymultus.netns.enter import in_netns
         from pymultus.netns.rtnetlink import Rtnetlink
@@ -98,7 +98,7 @@ def pod_netns_problem(path: str) -> str:
     identity = _netns_identity(path)
     if identity is None:
         return "is not a network namespace"
-    own = os.stat("/proc/self/ns/net")
+    own = posix.stat("/proc/self/ns/net")
     if identity == (own.st_dev, own.st_ino):
         return "is the network namespace multus itself runs in (the host's), not a pod's"
     return ""
@@ -109,23 +109,23 @@ def _netns_identity(path: str) -> tuple[int, int] | None:
     import fcntl
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
     except OSError:
         return None
     try:
         if fcntl.ioctl(fd, _NS_GET_NSTYPE) != CLONE_NEWNET:
             return None
-        st = os.fstat(fd)
+        st = posix.fstat(fd)
         return st.st_dev, st.st_ino
     except OSError:
         return None
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def _open_netns(path: str) -> int:
     try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == _errno.ENOENT:
             raise IOFailure(
@@ -147,4 +147,4 @@ def os_failure(what: str, exc: OSError, details: str, *, hint: str = "") -> IOFa
     """An IOFailure for ``exc``: ``what``, the errno's text and name; ``details`` + errno name."""
     code = exc.errno or 0
     name = _errno.errorcode.get(code, str(code))
-    return IOFailure(f"{what}: {os.strerror(code)} ({name}){hint}", details=f"{details} errno={name}")
+    return IOFailure(f"{what}: {posix.strerror(code)} ({name}){hint}", details=f"{details} errno={name}")

@@ -12,7 +12,7 @@ thread talks to the caller's namespace, one made in a thread that joined a pod's
 from __future__ import annotations
 
 import errno as _errno
-import os
+import posix
 import struct
 
 # linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, linux/net_namespace.h
@@ -82,7 +82,7 @@ class Rtnetlink:
                 if msg_type == NLMSG_ERROR:
                     (error,) = unpack_from("=i", payload, 0)
                     if error:
-                        raise OSError(-error, os.strerror(-error))
+                        raise OSError(-error, posix.strerror(-error))
                     return out
                 out.append((msg_type, payload))
                 if not flags & NLM_F_MULTI:

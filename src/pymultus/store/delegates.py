@@ -13,9 +13,9 @@ Go Multus before a migration are deleted correctly.
 
 from __future__ import annotations
 
-import os
+import posix
 
-from pymultus import fileio, jsonio
+from pymultus import fileio, jsonio, paths
 from pymultus.cni.spec import validate_container_id
 from pymultus.errors import InvalidConfig, IOFailure, MultusError
 
@@ -39,7 +39,7 @@ def entry_path(cni_dir: str, container_id: str) -> str:
     the document inside still holds the full ``containerId``.
     """
     validate_container_id(container_id)
-    return os.path.join(cni_dir, fileio.bounded_name(container_id))
+    return paths.join(cni_dir, fileio.bounded_name(container_id))
 
 
 def save(cni_dir: str, container_id: str, record: dict[str, object]) -> None:
@@ -59,7 +59,7 @@ def save(cni_dir: str, container_id: str, record: dict[str, object]) -> None:
     try:
         fileio.write_atomically(path, jsonio.dumpb(document), sync_dir=False)
     except OSError as exc:
-        if os.path.exists(cni_dir) and not os.path.isdir(cni_dir):
+        if paths.exists(cni_dir) and not paths.isdir(cni_dir):
             raise InvalidConfig(f"cniDir {cni_dir} is not a directory", details=f"cniDir={cni_dir}") from None
         raise IOFailure(
             f"cannot write the delegate cache {path}: {exc.strerror}", details=f"path={path}"
@@ -113,12 +113,12 @@ def remove(cni_dir: str, container_id: str) -> bool:
     """
     path = entry_path(cni_dir, container_id)
     try:
-        os.unlink(path)
+        posix.unlink(path)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return False
     except OSError as exc:
         # unlink on a read-only file system fails with EROFS before it looks the name up.
-        if not os.path.lexists(path):
+        if not paths.lexists(path):
             return False
         raise IOFailure(
             f"cannot remove the delegate cache {path}: {exc.strerror}", details=f"path={path}"
@@ -131,12 +131,12 @@ def entry_names(cni_dir: str) -> list[str]:
     tools). A long container ID's file name is shortened: the full ID is the document's
     ``containerId``. No ``cniDir`` (or one that cannot be listed) holds none."""
     try:
-        names = sorted(os.listdir(cni_dir))
+        names = sorted(posix.listdir(cni_dir))
     except OSError:
         return []
     found = []
     for name in names:
-        if name.startswith(".") or not os.path.isfile(os.path.join(cni_dir, name)):
+        if name.startswith(".") or not paths.isfile(paths.join(cni_dir, name)):
             continue  # temp files, and the locks/, results/ and deleted/ directories
         try:
             validate_container_id(name)

@@ -20,9 +20,9 @@ behaviour: the best-effort re-resolution, which always succeeds.
 
 from __future__ import annotations
 
-import os
+import posix
 
-from pymultus import fileio
+from pymultus import fileio, paths
 from pymultus.cni.spec import validate_container_id
 
 DELETED_DIR = "deleted"
@@ -31,26 +31,26 @@ LIMIT = 1024
 
 def entry_path(cni_dir: str, container_id: str) -> str:
     validate_container_id(container_id)
-    return os.path.join(cni_dir, DELETED_DIR, fileio.bounded_name(container_id))
+    return paths.join(cni_dir, DELETED_DIR, fileio.bounded_name(container_id))
 
 
 def was_deleted(cni_dir: str, container_id: str) -> bool:
     """Whether a DEL of ``container_id`` completed recently (one ``lstat``)."""
-    return os.path.lexists(entry_path(cni_dir, container_id))
+    return paths.lexists(entry_path(cni_dir, container_id))
 
 
 def mark(cni_dir: str, container_id: str) -> bool:
     """Record that the DEL of ``container_id`` completed; False when it cannot be recorded (the
     next DEL then takes the best-effort path, as without this record)."""
     path = entry_path(cni_dir, container_id)
-    directory = os.path.dirname(path)
+    directory = paths.dirname(path)
     try:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = posix.open(path, posix.O_WRONLY | posix.O_CREAT | posix.O_NOFOLLOW | posix.O_CLOEXEC, 0o600)
         except FileNotFoundError:
             fileio.ensure_private_dir(directory)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        os.close(fd)
+            fd = posix.open(path, posix.O_WRONLY | posix.O_CREAT | posix.O_NOFOLLOW | posix.O_CLOEXEC, 0o600)
+        posix.close(fd)
         prune(directory, LIMIT)
     except OSError:
         return False
@@ -60,7 +60,7 @@ def mark(cni_dir: str, container_id: str) -> bool:
 def prune(directory: str, limit: int) -> int:
     """Keep at most ``limit`` entries: past it, remove the oldest down to ``limit * 3 // 4``.
     Returns how many were removed."""
-    with os.scandir(directory) as scan:
+    with posix.scandir(directory) as scan:
         entries = list(scan)
     if len(entries) <= limit:
         return 0
@@ -74,7 +74,7 @@ def prune(directory: str, limit: int) -> int:
     removed = 0
     for _, path in aged[: len(aged) - limit * 3 // 4]:
         try:
-            os.unlink(path)
+            posix.unlink(path)
             removed += 1
         except OSError:
             pass

@@ -41,10 +41,10 @@ made ext4 flush it on close: 0.34 ms per ADD; one ``pwrite`` over it does the sa
 from __future__ import annotations
 
 import fcntl
-import os
+import posix
 import time
 
-from pymultus import fileio
+from pymultus import fileio, paths
 from pymultus.cni.spec import validate_container_id
 from pymultus.errors import ContainerBusy, InvalidConfig, IOFailure
 
@@ -69,7 +69,7 @@ _POLL = 0.01
 
 def lock_path(cni_dir: str, container_id: str) -> str:
     validate_container_id(container_id)
-    return os.path.join(cni_dir, LOCKS_DIR, fileio.bounded_name(container_id))
+    return paths.join(cni_dir, LOCKS_DIR, fileio.bounded_name(container_id))
 
 
 class ContainerLock:
@@ -84,7 +84,7 @@ class ContainerLock:
         self.killable = False  # True while ADD delegates run: a DEL may SIGKILL them
         # The file was left by a holder that was killed (every other holder unlinks it): its
         # interrupted writes may have left temp files (fileio.remove_orphaned_temps).
-        self.recovered = fd >= 0 and os.fstat(fd).st_size > 0
+        self.recovered = fd >= 0 and posix.fstat(fd).st_size > 0
         self._identity = identity
 
     # -- taking it ---------------------------------------------------------------------------
@@ -95,7 +95,7 @@ class ContainerLock:
         while True:
             fd = _open(path, cni_dir, create=True)
             if not _try_lock(fd):
-                os.close(fd)
+                posix.close(fd)
                 raise ContainerBusy(
                     f"container {container_id} is being added or deleted by another request; try again later",
                     details=f"lock={path}",
@@ -105,9 +105,9 @@ class ContainerLock:
                 lock = cls(path, fd, container_id, identity)
                 # Overwrite a killed holder's leftovers, its cancel mark included (not with
                 # ftruncate: ext4 then flushes the file on close, ~0.3 ms on every ADD).
-                os.pwrite(fd, _slot(0) + b" ", 0)
+                posix.pwrite(fd, _slot(0) + b" ", 0)
                 return lock
-            os.close(fd)  # its holder removed it after we opened it: lock the new file
+            posix.close(fd)  # its holder removed it after we opened it: lock the new file
 
     @classmethod
     def for_del(
@@ -131,7 +131,7 @@ class ContainerLock:
                 _stop_add(fd, identity, kill=time.monotonic() >= kill_after)
                 if time.monotonic() >= deadline:
                     holder, _ = _read_slot(fd)
-                    os.close(fd)
+                    posix.close(fd)
                     _give_up(holder, identity, container_id, path, wait)  # unless a stray holds it
                     log(
                         "warning",
@@ -142,9 +142,9 @@ class ContainerLock:
                 time.sleep(_POLL)
             if _names(path, identity):
                 lock = cls(path, fd, container_id, identity)
-                os.pwrite(fd, _slot(0), 0)  # the holder, for a DEL that comes while this one runs
+                posix.pwrite(fd, _slot(0), 0)  # the holder, for a DEL that comes while this one runs
                 return lock
-            os.close(fd)  # its holder removed it after we opened it: lock the new file
+            posix.close(fd)  # its holder removed it after we opened it: lock the new file
 
     # -- the SpawnGuard of pymultus.cni.invoke -------------------------------------------------
 
@@ -166,7 +166,7 @@ class ContainerLock:
     # -- the ADD's side ------------------------------------------------------------------------
 
     def cancelled(self) -> bool:
-        return self.fd >= 0 and os.pread(self.fd, 1, _SLOT) == _CANCELLED
+        return self.fd >= 0 and posix.pread(self.fd, 1, _SLOT) == _CANCELLED
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled():
@@ -183,11 +183,11 @@ class ContainerLock:
             return
         try:
             if _names(self.path, self._identity):
-                os.unlink(self.path)
+                posix.unlink(self.path)
         except OSError:
             pass  # best effort: the next DEL removes a leftover
         finally:
-            os.close(fd)
+            posix.close(fd)
 
     def __del__(self) -> None:
         # A safety net for a caller that drops the lock without release() (e.g. GC's DELs of
@@ -195,16 +195,16 @@ class ContainerLock:
         self.release()
 
     def _write_slot(self, pgid: int) -> None:
-        os.pwrite(self.fd, _slot(pgid), 0)
+        posix.pwrite(self.fd, _slot(pgid), 0)
 
 
 def _slot(pgid: int) -> bytes:
-    return f"{os.getpid()} {pgid}".ljust(_SLOT).encode("ascii")
+    return f"{posix.getpid()} {pgid}".ljust(_SLOT).encode("ascii")
 
 
 def _read_slot(fd: int) -> tuple[int, int]:
     """(holder pid, running ADD delegate's process group), zeros when unknown."""
-    fields = os.pread(fd, _SLOT, 0).split()
+    fields = posix.pread(fd, _SLOT, 0).split()
     if len(fields) != 2 or not all(field.isdigit() for field in fields):
         return 0, 0
     return int(fields[0]), int(fields[1])
@@ -214,7 +214,7 @@ def _stop_add(fd: int, identity: tuple[int, int], *, kill: bool) -> None:
     """Mark the ADD cancelled (it starts no further delegate); with ``kill``, SIGKILL its
     running delegate's process group too."""
     try:
-        os.pwrite(fd, _CANCELLED, _SLOT)
+        posix.pwrite(fd, _CANCELLED, _SLOT)
     except OSError:
         pass  # the kill still stops the ADD
     if not kill:
@@ -222,14 +222,14 @@ def _stop_add(fd: int, identity: tuple[int, int], *, kill: bool) -> None:
     _, pgid = _read_slot(fd)
     if pgid > 1 and _has_open(pgid, identity):
         try:
-            os.killpg(pgid, _signal.SIGKILL)
+            posix.killpg(pgid, _signal.SIGKILL)
         except OSError:
             pass  # already gone
 
 
 def _give_up(holder: int, identity: tuple[int, int], container_id: str, path: str, wait: float) -> None:
     """After the wait: ContainerBusy when a live pymultus ADD or DEL still holds the lock."""
-    if holder == os.getpid() or (holder > 0 and _has_open(holder, identity)):
+    if holder == posix.getpid() or (holder > 0 and _has_open(holder, identity)):
         raise ContainerBusy(
             f"an ADD or DEL of container {container_id} (process {holder}) still runs after "
             f"{wait:g} s; try the DEL again later",
@@ -239,16 +239,16 @@ def _give_up(holder: int, identity: tuple[int, int], container_id: str, path: st
 
 def _open(path: str, cni_dir: str, *, create: bool) -> int:
     """The lock file, opened close-on-exec (created if missing); -1 when a DEL cannot open it."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    flags = posix.O_RDWR | posix.O_CREAT | posix.O_CLOEXEC | posix.O_NOFOLLOW
     try:
-        return os.open(path, flags, 0o600)
+        return posix.open(path, flags, 0o600)
     except FileNotFoundError:
         pass  # no locks/ directory yet
     except OSError as exc:
         return _cannot_open(path, cni_dir, exc, create=create)
     try:
-        fileio.ensure_private_dir(os.path.dirname(path))
-        return os.open(path, flags, 0o600)
+        fileio.ensure_private_dir(paths.dirname(path))
+        return posix.open(path, flags, 0o600)
     except OSError as exc:
         return _cannot_open(path, cni_dir, exc, create=create)
 
@@ -256,7 +256,7 @@ def _open(path: str, cni_dir: str, *, create: bool) -> int:
 def _cannot_open(path: str, cni_dir: str, exc: OSError, *, create: bool) -> int:
     if not create:
         return -1
-    if os.path.exists(cni_dir) and not os.path.isdir(cni_dir):
+    if paths.exists(cni_dir) and not paths.isdir(cni_dir):
         raise InvalidConfig(f"cniDir {cni_dir} is not a directory", details=f"cniDir={cni_dir}")
     raise IOFailure(f"cannot create the container lock {path}: {exc.strerror}", details=f"path={path}")
 
@@ -270,14 +270,14 @@ def _try_lock(fd: int) -> bool:
 
 
 def _identity(fd: int) -> tuple[int, int]:
-    st = os.fstat(fd)
+    st = posix.fstat(fd)
     return st.st_dev, st.st_ino
 
 
 def _names(path: str, identity: tuple[int, int]) -> bool:
     """Whether ``path`` still names the locked file (its holder may have unlinked it)."""
     try:
-        st = os.stat(path, follow_symlinks=False)
+        st = posix.stat(path, follow_symlinks=False)
     except OSError:
         return False
     return (st.st_dev, st.st_ino) == identity
@@ -288,12 +288,12 @@ def _has_open(pid: int, identity: tuple[int, int]) -> bool:
     are reused, and pid_max is only 32768 on many nodes)."""
     directory = f"/proc/{pid}/fd"
     try:
-        names = os.listdir(directory)
+        names = posix.listdir(directory)
     except OSError:
         return False
     for name in names:
         try:
-            st = os.stat(f"{directory}/{name}")
+            st = posix.stat(f"{directory}/{name}")
         except OSError:
             continue
         if (st.st_dev, st.st_ino) == identity:

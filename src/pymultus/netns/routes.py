@@ -13,8 +13,8 @@ family is :class:`~pymultus.errors.InvalidConfig` (code 7), raised before the na
 
 from __future__ import annotations
 
+import _struct as struct  # the built-in behind ``struct``: no stdlib file to find and load
 import errno as _errno
-import struct
 
 from pymultus.errors import InvalidConfig, IOFailure
 from pymultus.netns.enter import in_netns

@@ -11,9 +11,9 @@ thread talks to the caller's namespace, one made in a thread that joined a pod's
 
 from __future__ import annotations
 
+import _struct as struct  # the built-in behind ``struct``: no stdlib file to find and load
 import errno as _errno
 import posix
-import struct
 
 # linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, linux/net_namespace.h
 _NETLINK_ROUTE = 0

@@ -3,10 +3,12 @@
 Two kinds of threads, both fixed in number:
 
 * one I/O thread running an asyncio event loop: it accepts connections, reads each request under
-  one whole-request deadline (head and body), answers cheap endpoints (probes, stats) at once
-  and writes every answer;
+  one whole-request deadline (head and body), answers cheap endpoints (probes, stats) and
+  refusals at once, and closes every connection;
 * ``connectionLimit`` workers (:mod:`pymultus.daemon.workers`) running the CNI work from a queue
-  of at most ``queue_limit`` requests; a queued request whose client has gone is not run.
+  of at most ``queue_limit`` requests; a queued request whose client has gone is not run. A
+  worker sends its answer itself as far as the socket takes it at once (all of a CNI answer, in
+  practice); the event loop sends any rest under its write deadline.
 
 Limits, so that no client can take the daemon offline or grow it without bound:
 

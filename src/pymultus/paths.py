@@ -47,6 +47,27 @@ def basename(path: str) -> str:
     return path[path.rfind("/") + 1 :]
 
 
+def normpath(path: str) -> str:
+    """``os.path.normpath``: ``.``, ``..`` and repeated slashes resolved textually."""
+    if not path:
+        return "."
+    initial = 2 if path.startswith("//") and not path.startswith("///") else int(path.startswith("/"))
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part != ".." or (not initial and not parts) or (parts and parts[-1] == ".."):
+            parts.append(part)
+        elif parts:
+            parts.pop()
+    return "/" * initial + "/".join(parts) or "."
+
+
+def abspath(path: str) -> str:
+    """``os.path.abspath``: relative to the working directory, normalised."""
+    return normpath(path if path.startswith("/") else join(posix.getcwd(), path))
+
+
 def _mode(path: str, *, follow: bool = True) -> int | None:
     try:
         return posix.stat(path, follow_symlinks=follow).st_mode & _S_IFMT
@@ -98,8 +119,10 @@ def makedirs(path: str, mode: int = 0o777) -> None:
 
 
 def environ() -> dict[str, str]:
-    """The process environment as ``os.environ`` decodes it (file-system encoding, undecodable
-    bytes kept as surrogates, so they round-trip to the delegates unchanged)."""
+    """The environment the process started with, decoded as ``os.environ`` decodes it (file-system
+    encoding, undecodable bytes kept as surrogates, so they round-trip to the delegates
+    unchanged). Unlike ``os.environ`` it does not see later ``putenv`` calls: entry points read it
+    first thing."""
     encoding = sys.getfilesystemencoding()
     return {
         key.decode(encoding, "surrogateescape"): value.decode(encoding, "surrogateescape")

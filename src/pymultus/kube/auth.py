@@ -20,9 +20,9 @@ shape installers write). The entry point passes the environment in.
 from __future__ import annotations
 
 import binascii
-import os
+import posix
 
-from pymultus import jsonio
+from pymultus import jsonio, paths
 from pymultus.errors import InvalidConfig, InvalidEnvironment, IOFailure
 from pymultus.fileio import read_file
 from pymultus.kube import http
@@ -208,7 +208,7 @@ def load_kubeconfig(path: str, *, context: str | None = None) -> Credentials:
 def parse_kubeconfig(data: bytes, *, path: str, context: str | None = None) -> Credentials:
     """Credentials from kubeconfig bytes; ``path`` anchors relative file names and error messages."""
     doc = _decode_kubeconfig(data, path)
-    base_dir = os.path.dirname(os.path.abspath(path))
+    base_dir = paths.dirname(paths.abspath(path))
     ctx_name = context or doc.get("current-context")
     if not isinstance(ctx_name, str) or not ctx_name:
         raise InvalidConfig(f"kubeconfig {path} has no current-context")
@@ -264,18 +264,18 @@ def load_in_cluster(env: Mapping[str, str], *, sa_dir: str = SERVICE_ACCOUNT_DIR
         )
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"  # IPv6 service address
-    token_file = os.path.join(sa_dir, "token")
-    if not os.path.exists(token_file):
+    token_file = paths.join(sa_dir, "token")
+    if not paths.exists(token_file):
         raise InvalidEnvironment(f"the service account token {token_file} does not exist")
-    ca_file = os.path.join(sa_dir, "ca.crt")
+    ca_file = paths.join(sa_dir, "ca.crt")
     namespace = None
     try:
-        namespace = read_file(os.path.join(sa_dir, "namespace")).strip().decode("utf-8", "replace") or None
+        namespace = read_file(paths.join(sa_dir, "namespace")).strip().decode("utf-8", "replace") or None
     except OSError:
         pass  # optional, as in client-go
     return Credentials(
         f"https://{host}:{port}",
-        ca_file=ca_file if os.path.exists(ca_file) else None,
+        ca_file=ca_file if paths.exists(ca_file) else None,
         token_file=token_file,
         namespace=namespace,
         source=f"the in-cluster service account ({sa_dir})",
@@ -338,7 +338,7 @@ def _path(obj: dict[str, object], key: str, base_dir: str, where: str) -> str | 
     value = _str(obj, key, where)
     if value is None:
         return None
-    return os.path.join(base_dir, value)  # an absolute value stays as it is
+    return paths.join(base_dir, value)  # an absolute value stays as it is
 
 
 def _b64(obj: dict[str, object], key: str, where: str) -> bytes | None:
@@ -358,21 +358,22 @@ def _load_cert_chain_from_memory(ctx: TlsContext, cert: bytes | None, key: bytes
     as soon as OpenSSL has read them."""
     if cert is None or key is None:
         raise ValueError("client-certificate-data and client-key-data must be given together")
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"
-    tmpdir = os.path.join(base, f"pymultus-tls-{os.getpid()}-{binascii.hexlify(os.urandom(6)).decode()}")
-    os.mkdir(tmpdir, 0o700)
-    cert_path = os.path.join(tmpdir, "client.crt")
-    key_path = os.path.join(tmpdir, "client.key")
+    base = "/dev/shm" if paths.isdir("/dev/shm") else "/tmp"
+    tmpdir = paths.join(base, f"pymultus-tls-{posix.getpid()}-{binascii.hexlify(posix.urandom(6)).decode()}")
+    posix.mkdir(tmpdir, 0o700)
+    cert_path = paths.join(tmpdir, "client.crt")
+    key_path = paths.join(tmpdir, "client.key")
     try:
         for file_path, content in ((cert_path, cert), (key_path, key)):
-            fd = os.open(file_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as f:
+            flags = posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW
+            fd = posix.open(file_path, flags, 0o600)
+            with open(fd, "wb") as f:
                 f.write(content)
         ctx.load_cert_chain(cert_path, key_path)
     finally:
         for file_path in (cert_path, key_path):
             try:
-                os.unlink(file_path)
+                posix.unlink(file_path)
             except FileNotFoundError:
                 pass
-        os.rmdir(tmpdir)
+        posix.rmdir(tmpdir)

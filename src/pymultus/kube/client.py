@@ -19,7 +19,7 @@ on a real cluster. The same retry rules apply, late; errors go to a callback.
 
 from __future__ import annotations
 
-import os
+import posix
 import time
 
 from pymultus import jsonio
@@ -68,7 +68,7 @@ _WATCH_READ_MARGIN = 30.0  # the server ends a watch at timeoutSeconds; allow it
 
 def _random_fraction() -> float:
     """A jitter factor in [0, 1) without importing ``random`` (its import costs start-up time)."""
-    return int.from_bytes(os.urandom(2), "big") / 65536
+    return int.from_bytes(posix.urandom(2), "big") / 65536
 
 
 class KubeClient:

@@ -8,6 +8,11 @@ ID each time, 0.1 s pause after deleting the netns, the shim path and the *floor
 cycle by cycle (which one goes first alternates every round); report the median milliseconds
 added over the floor, the median of the per-round differences, and the ratio.
 
+Wall time on shared CPUs moves by several ms from run to run, so each row also gives the CPU
+time our code adds per cycle, which moves far less: the two ``multus-shim`` processes (their
+rusage) plus the daemon's threads (``/proc/<pid>/task/*/schedstat``; the delegates it runs are
+not in it, nor threads that ended during the cycle, i.e. the background result-cache writes).
+
 ``--del-gap MS`` (diagnostic, not the DESIGN method): pause MS milliseconds between the ADD and
 the DEL of every cycle, excluded from the timing, in both candidates. The kernel makes a bridge
 attachment's DEL a few ms dearer once the interface has lived for a while (measured ~+4.6 ms
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -54,6 +60,7 @@ class Setup:
         self.api = api
         self.pod_networks = ""
         self.pods_created = 0
+        self.cpu_added: list[tuple[float, float]] = []  # per shim cycle: (the shims', the daemon's) CPU s
         for sub in ("net.d", "multus.d", "emptybin"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         self.bridges: list[str] = []
@@ -138,8 +145,27 @@ def _exec(argv: list[str], env: dict[str, str], stdin: bytes) -> None:
         )
 
 
+def daemon_cpu(pid: int) -> float:
+    """CPU seconds of the daemon's live threads (nanosecond resolution, unlike /proc/<pid>/stat)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+    return total / 1e9
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def shim_cycle(setup: Setup, cid: str, ns: str, gap: float = 0.0) -> float:
     conf = setup.conf()
+    assert setup.daemon.proc is not None
+    pid = setup.daemon.proc.pid
+    shims, daemon = children_cpu(), daemon_cpu(pid)
     started = time.perf_counter()
     _exec([str(setup.shim)], _env("ADD", cid, ns), conf)
     added = time.perf_counter()
@@ -147,7 +173,9 @@ def shim_cycle(setup: Setup, cid: str, ns: str, gap: float = 0.0) -> float:
         time.sleep(gap)
     resumed = time.perf_counter()
     _exec([str(setup.shim)], _env("DEL", cid, ns), conf)
-    return added - started + time.perf_counter() - resumed
+    elapsed = added - started + time.perf_counter() - resumed
+    setup.cpu_added.append((children_cpu() - shims, daemon_cpu(pid) - daemon))
+    return elapsed
 
 
 def floor_cycle(setup: Setup, cid: str, ns: str, gap: float = 0.0) -> float:
@@ -181,8 +209,8 @@ def one(kind: str, setup: Setup, gap: float = 0.0) -> float:
 
 def bench_cycles(samples: int, root: Path, gap: float = 0.0, api: FakeApiServer | None = None) -> list[str]:
     lines = [
-        "| networks | floor median | shim median | added | paired added | ratio |",
-        "|---|---|---|---|---|---|",
+        "| networks | floor median | shim median | added | paired added | ratio | CPU: shims + daemon |",
+        "|---|---|---|---|---|---|---|",
     ]
     for networks in (1, 2, 4):
         setup = Setup(root / f"cyc{networks}{'k' if api else ''}", networks, api)
@@ -191,6 +219,7 @@ def bench_cycles(samples: int, root: Path, gap: float = 0.0, api: FakeApiServer 
             for _ in range(3):
                 one("shim", setup, gap)
                 one("floor", setup, gap)
+            setup.cpu_added.clear()  # the warm-up's
             shim: list[float] = []
             floor: list[float] = []
             for round_ in range(samples):
@@ -199,9 +228,11 @@ def bench_cycles(samples: int, root: Path, gap: float = 0.0, api: FakeApiServer 
                     (shim if kind == "shim" else floor).append(one(kind, setup, gap))
             s, f = statistics.median(shim) * 1000, statistics.median(floor) * 1000
             paired = statistics.median(a - b for a, b in zip(shim, floor, strict=True)) * 1000
+            shims_cpu = statistics.median(c[0] for c in setup.cpu_added) * 1000
+            daemon_cpu_ms = statistics.median(c[1] for c in setup.cpu_added) * 1000
             lines.append(
                 f"| {networks} | {f:.1f} ms | {s:.1f} ms | **{s - f:+.1f} ms** | {paired:+.1f} ms "
-                f"| {s / f:.2f} |"
+                f"| {s / f:.2f} | {shims_cpu:.1f} + {daemon_cpu_ms:.1f} ms |"
             )
             print(lines[-1], flush=True)
         finally:

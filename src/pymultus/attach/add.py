@@ -153,7 +153,6 @@ def _add(call: Call, lock: ContainerLock) -> dict[str, object]:
         writes.settle()  # never return (or raise) with a write still running
 
     if pod is not None and call.deps.pods is not None:
-        from pymultus.attach.devices import device_info
         from pymultus.kube import netstatus
 
         entries: list[dict[str, object]] = []
@@ -164,7 +163,7 @@ def _add(call: Call, lock: ContainerLock) -> dict[str, object]:
                     ifname=attachment.ifname,
                     result=result.to_version("1.1.0"),
                     is_default=attachment.is_master,
-                    device_info=device_info(attachment),
+                    device_info=_device_info(attachment),
                 )
             )
         try:
@@ -258,6 +257,14 @@ def _failed(call: Call, lock: ContainerLock, attachment: Attachment, exc: Multus
         exc.args = (message,)
     call.event(EventKind.WARNING, "AddInterfaceFailed", exc.msg)
     return exc
+
+
+def _device_info(attachment: Attachment) -> dict[str, object] | None:
+    if not attachment.device_info_file:
+        return None  # the common case: no device, and no device code to import
+    from pymultus.attach.devices import device_info
+
+    return device_info(attachment)
 
 
 def _save(call: Call, attachments: list[Attachment]) -> None:

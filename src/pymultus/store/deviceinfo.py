@@ -23,9 +23,7 @@ anything touches the disk.
 
 from __future__ import annotations
 
-import os
-
-from pymultus import fileio, jsonio
+from pymultus import fileio, jsonio, paths
 from pymultus.cni.spec import validate_container_id, validate_ifname
 from pymultus.errors import InvalidConfig, IOFailure, MultusError
 
@@ -45,7 +43,7 @@ def cni_file_path(base_dir: str, network_name: str, container_id: str, ifname: s
     # NADC's name; shortened with a hash when too long (only pymultus and the delegate, which is
     # handed the path, use it), so a long container ID works.
     filename = fileio.bounded_name(f"{network_name}-{container_id}_{ifname}".replace("/", "-"))
-    return os.path.join(base_dir, "devinfo", "cni", filename)
+    return paths.join(base_dir, "devinfo", "cni", filename)
 
 
 def dp_file_path(base_dir: str, resource_name: str, device_id: str) -> str:
@@ -54,7 +52,7 @@ def dp_file_path(base_dir: str, resource_name: str, device_id: str) -> str:
     _check_part(device_id, "device ID")
     filename = f"{resource_name.replace('/', '-')}-{device_id.replace('/', '-')}-device.json"
     _check_length(filename, f"resource name {resource_name!r} with device ID {device_id!r}")
-    return os.path.join(base_dir, "devinfo", "dp", filename)
+    return paths.join(base_dir, "devinfo", "dp", filename)
 
 
 def copy_from_device_plugin(base_dir: str, resource_name: str, device_id: str, dest: str) -> bool:

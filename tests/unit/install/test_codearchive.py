@@ -233,3 +233,20 @@ def test_recorded_root_is_where_the_sources_are_checked_at_run_time(tmp_path: Pa
 def test_the_launcher_runs_its_one_request_without_the_cyclic_collector(tmp_path: Path) -> None:
     out = _run(tmp_path, "import gc\nprint(gc.isenabled())\n", archive=None, sys_path=[SRC])
     assert (out.returncode, out.stdout) == (0, "False\n"), out.stderr
+
+
+def test_the_stdlib_extensions_of_the_hot_path_load_without_a_path_search(tmp_path: Path) -> None:
+    """``_json`` comes straight from ``lib-dynload``: the import system never listed the
+    package's and the dependencies' directories for it (no path finder was made for them)."""
+    archive = str(tmp_path / ".multus.code")
+    codearchive.build(archive, SRC)
+    body = (
+        "import _json\n"
+        "print(_json.__spec__.origin.rpartition('/')[0].endswith('/lib-dynload'))\n"
+        "print(any(p in sys.path_importer_cache for p in sys.path[:2]), callable(_json.make_scanner))\n"
+    )
+    served = _run(tmp_path, body, archive=archive, sys_path=default_sys_path())
+    assert served.returncode == 0, served.stderr
+    assert served.stdout.split() == ["True", "False", "True"]
+    plain = _run(tmp_path, body, archive=None, sys_path=default_sys_path())
+    assert plain.stdout.split() == ["True", "True", "True"]  # the search it saves

@@ -8,7 +8,7 @@ would collide with the retry (issue 9, defect 2 in thick mode). It is logged and
 
 The worker sends the answer itself and half-closes the connection, so the shim has its answer
 (and exits) without waiting for the event loop to take the answer over from this thread
-(~0.35 ms per request on 2 busy CPUs, issue 12). It sends only what the socket takes at once
+(~0.2 ms per request on 2 busy CPUs, issue 12). It sends only what the socket takes at once
 (a CNI answer is a few KiB, the socket buffer far larger); anything left, or an error, goes back
 to the event loop, which writes it under its write deadline. A worker never blocks on a client.
 """

@@ -129,9 +129,12 @@ class Daemon:
         client = KubeClient(credentials)
         self._kube_client = client
         watch_client = KubeClient(credentials)  # its own pool: watches hold connections
+        # Its own pool too: the status PATCH never waits for an event's answer (podsource.py).
+        events_client = KubeClient(credentials)
         if self._certs is not None:  # their idle connections are closed when the certificate rotates
             self._certs.register(client)
             self._certs.register(watch_client)
+            self._certs.register(events_client)
         self._claims = ClaimReader(lambda: client)  # its ResourceSlice cache lives as long as the daemon
         listwatch = KubeListWatch(watch_client)
         pods = Informer(
@@ -156,7 +159,12 @@ class Daemon:
         # Events without waiting for each answer (read before the connection's next request), as
         # client-go's recorder sends them in the background: one round trip less per interface
         # on every ADD (issue 12; the thin plugin does the same).
-        return CachedPodSource(pods, nads, ApiPodSource(client, log=log.info, defer_events=True))
+        return CachedPodSource(
+            pods,
+            nads,
+            ApiPodSource(client, log=log.info),
+            events=ApiPodSource(events_client, log=log.info, defer_events=True),
+        )
 
     def _node_certificate(self) -> Credentials:
         """Credentials of this node's own client certificate (pymultus.kube.certs): blocks until

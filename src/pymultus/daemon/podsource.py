@@ -6,7 +6,14 @@ same name) falls back to one live GET, so a request never fails because of cache
 answer decides: a pod of that name with another UID there too is a
 :class:`~pymultus.errors.PodUidMismatch` (code 11), never "not found" (the informer may still hold
 the old pod, or already the new one). Writes (network-status) and events always go through the
-live client.
+API: events through their own source (``events``) when one is given.
+
+Why the daemon gives events their own client: an ``AddedInterface`` event is sent without
+waiting for its answer, which is read before its connection's next request; with one client the
+ADD's ``network-status`` PATCH, right after the last event, took that connection and waited for
+the event's answer first (~1 ms per ADD against the fake API server, an etcd write's time against
+a real one; issue 12). On their own keep-alive connection the events' answers are read when the
+next event goes out, long after they arrived.
 """
 
 from __future__ import annotations
@@ -25,10 +32,18 @@ log = logging.getLogger("pymultus.daemon.podsource")
 
 
 class CachedPodSource:
-    def __init__(self, pods: Informer | None, nads: Informer | None, live: PodSource | None) -> None:
+    def __init__(
+        self,
+        pods: Informer | None,
+        nads: Informer | None,
+        live: PodSource | None,
+        *,
+        events: PodSource | None = None,
+    ) -> None:
         self.pods = pods
         self.nads = nads
         self.live = live
+        self.events = events or live
         self.cache_hits = 0
         self.live_gets = 0
 
@@ -63,5 +78,5 @@ class CachedPodSource:
             self.live.write_network_status(pod, status)
 
     def record_event(self, pod: KubeObject, *, kind: str, reason: str, message: str) -> None:
-        if self.live is not None:
-            self.live.record_event(pod, kind=kind, reason=reason, message=message)
+        if self.events is not None:
+            self.events.record_event(pod, kind=kind, reason=reason, message=message)

@@ -56,3 +56,30 @@ def test_without_a_live_client_a_mismatch_is_an_error_not_a_missing_pod() -> Non
     static = CachedPodSource(Cache(mirror), None, None)  # type: ignore[arg-type]
     assert static.get_pod("default", "sts-0", uid="kubelet-uid") is mirror
     assert CachedPodSource(Cache(None), None, None).get_pod("default", "x", uid="u") is None  # type: ignore[arg-type]
+
+
+class Recorder:
+    """The API side of writes: what went through this source."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def write_network_status(self, pod: Obj, status: object) -> None:
+        self.calls.append("status")
+
+    def record_event(self, pod: Obj, *, kind: str, reason: str, message: str) -> None:
+        self.calls.append(f"event {reason}")
+
+
+def test_events_go_through_their_own_source_and_the_status_through_the_live_one() -> None:
+    """The daemon gives events their own client, so the status PATCH never waits for an
+    event's answer on a shared connection."""
+    live, events = Recorder(), Recorder()
+    source = CachedPodSource(None, None, live, events=events)  # type: ignore[arg-type]
+    source.record_event(_pod("u"), kind="Normal", reason="AddedInterface", message="m")
+    source.write_network_status(_pod("u"), [])
+    assert live.calls == ["status"] and events.calls == ["event AddedInterface"]
+    # Without a source of their own, events take the live one, as before.
+    alone = Recorder()
+    CachedPodSource(None, None, alone).record_event(_pod("u"), kind="Normal", reason="R", message="m")  # type: ignore[arg-type]
+    assert alone.calls == ["event R"]

@@ -1,6 +1,6 @@
 """Running a piece of work inside a pod's network namespace, in a throw-away thread.
 
-Python 3.11 has no ``os.setns``, so a short-lived thread calls libc ``setns(fd, CLONE_NEWNET)``
+Python 3.11 has no ``posix.setns``, so a short-lived thread calls libc ``setns(fd, CLONE_NEWNET)``
 and does the work there. ``setns`` of a network namespace changes only the calling thread, and
 the thread ends right after, so the caller's threads never run in the pod's namespace. libc is
 reached through the bare ``_ctypes`` extension (~1 ms to load: used only where the work must
@@ -11,10 +11,10 @@ through ``_thread`` (``threading`` costs ~5 ms of import).
 from __future__ import annotations
 
 import errno as _errno
-import os
+import posix
 
 from pymultus.errors import IOFailure
-from pymultus.netns.ops import os_failure
+from pymultus.netns.ops import open_netns, os_failure
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def _setns() -> Callable[[int, int], int]:
             _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
             _restype_ = _CInt
 
-        handle = _ctypes.dlopen(None, os.RTLD_NOW)  # type: ignore[arg-type]  # None = the process itself
+        handle = _ctypes.dlopen(None, posix.RTLD_NOW)  # type: ignore[arg-type]  # None = the process itself
         func = _LibcFunc(_ctypes.dlsym(handle, "setns"))
         get_errno = _ctypes.get_errno
 
@@ -65,14 +65,7 @@ def in_netns(path: str, work: Callable[[], _T]) -> _T:
     """Run ``work`` in a new thread that has joined the network namespace at ``path``."""
     import _thread
 
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == _errno.ENOENT:
-            raise IOFailure(
-                f"network namespace {path} does not exist", details=f"netns={path} errno=ENOENT"
-            ) from None
-        raise os_failure(f"cannot open network namespace {path}", exc, f"netns={path}") from None
+    fd = open_netns(path)
     try:
         setns = _setns()
         outcome = _Outcome()
@@ -90,7 +83,7 @@ def in_netns(path: str, work: Callable[[], _T]) -> _T:
                     else:
                         outcome.error = os_failure(
                             f"cannot enter network namespace {path}",
-                            OSError(err, os.strerror(err)),
+                            OSError(err, posix.strerror(err)),
                             f"netns={path}",
                         )
                     return
@@ -103,7 +96,7 @@ def in_netns(path: str, work: Callable[[], _T]) -> _T:
         _thread.start_new_thread(thread_main, ())
         done.acquire()
     finally:
-        os.close(fd)
+        posix.close(fd)
     if outcome.error is not None:
         raise outcome.error
     return outcome.value  # type: ignore[return-value]

@@ -48,7 +48,7 @@ class Netns:
         """Whether ``ifname`` exists in the namespace at ``netns`` (IOFailure if that is missing)."""
         if not plausible_ifname(ifname):
             return False
-        fd = _open_netns(netns)
+        fd = open_netns(netns)
         try:
             from pymultus.netns.rtnetlink import Rtnetlink
 
@@ -123,7 +123,8 @@ def _netns_identity(path: str) -> tuple[int, int] | None:
         posix.close(fd)
 
 
-def _open_netns(path: str) -> int:
+def open_netns(path: str) -> int:
+    """A file descriptor (close-on-exec) of the namespace file at ``path``; IOFailure naming it."""
     try:
         return posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
     except OSError as exc:

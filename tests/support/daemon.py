@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pymultus.daemon import wire
+from pymultus.install.codearchive import ARCHIVE_NAME
 from pymultus.install.launcher import default_python, default_sys_path, write_launcher
 
 PLUGIN_DIR = "/usr/lib/cni"
@@ -28,7 +29,11 @@ def write_shim(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "multus-shim"
     write_launcher(
-        str(path), entry_module="pymultus.cli.shim", python=default_python(), sys_path=default_sys_path()
+        str(path),
+        entry_module="pymultus.cli.shim",
+        python=default_python(),
+        sys_path=default_sys_path(),
+        archive=str(directory / ARCHIVE_NAME),  # as pymultus install-plugin writes it
     )
     return path
 

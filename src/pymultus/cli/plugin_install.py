@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     sys_path = default_sys_path()
     for name, module in ENTRY_POINTS.items():
         path = os.path.join(args.bin_dir, name)
-        # The thin plugin's modules come from one code archive (pymultus.install.codearchive).
-        archive = os.path.join(args.bin_dir, ARCHIVE_NAME) if name == "multus" else None
+        # Both executables' modules come from one code archive (pymultus.install.codearchive).
+        archive = os.path.join(args.bin_dir, ARCHIVE_NAME)
         changed = write_launcher(path, entry_module=module, python=python, sys_path=sys_path, archive=archive)
         print(f"{'installed' if changed else 'unchanged'} {path}")
     return 0

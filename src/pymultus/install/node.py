@@ -44,7 +44,7 @@ log = logging.getLogger("pymultus.install")
 
 STAGING_PREFIX = ".pymultus-staging-"
 KEEP_BUNDLES = 2  # the current one and its predecessor, which in-flight calls may still be using
-ARCHIVE_FILE = "multus.code"  # the thin plugin's code archive, in the runtime directory
+ARCHIVE_FILE = "multus.code"  # the executables' code archive, in the runtime directory
 
 
 class InstallOptions:
@@ -219,7 +219,7 @@ def install_executables(opts: InstallOptions, state: InstallState) -> str:
     from pymultus.install import codearchive
     from pymultus.install.launcher import ENTRY_POINTS
 
-    # The thin plugin's compiled modules, inside the runtime directory: it is immutable (named by
+    # The executables' compiled modules, inside the runtime directory: it is immutable (named by
     # its content's digest) and goes away with it. Built by this interpreter, so used only when
     # the launcher's Python has the same magic number (the bundled one always does).
     site_host = os.path.join(runtime_host, "site")
@@ -227,7 +227,7 @@ def install_executables(opts: InstallOptions, state: InstallState) -> str:
     codearchive.build(archive_here, os.path.join(runtime, "site"), recorded_root=site_host)
     for name, module in ENTRY_POINTS.items():
         path = os.path.join(opts.bin_dir, name)
-        archive = os.path.join(runtime_host, ARCHIVE_FILE) if name == "multus" else None
+        archive = os.path.join(runtime_host, ARCHIVE_FILE)
         state.write(path, launcher_script(python_host, site_host, module, archive=archive), 0o755)
     # The launchers point at the new runtime now; keep its predecessor for calls still running.
     if runtime in state.bundles:

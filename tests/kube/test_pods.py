@@ -12,7 +12,7 @@ from pymultus.kube.api_calls import API_CALLS, classify
 from pymultus.kube.auth import load_kubeconfig
 from pymultus.kube.client import KubeClient
 from pymultus.kube.netstatus import decode_status, encode_status
-from pymultus.kube.pods import NETWORK_STATUS, ApiPodSource, PodPrefetch, is_static_pod
+from pymultus.kube.pods import NETWORK_STATUS, ApiPodSource, is_static_pod
 from tests.fakeapi.server import FakeApiServer
 
 STATUS = [
@@ -98,45 +98,6 @@ def test_no_wait_for_del(fake_api: FakeApiServer, client: KubeClient, clock: Clo
     src = ApiPodSource(client, wait_timeout=0, sleep=clock.sleep, clock=clock.monotonic)
     assert src.get_pod("ns1", "ghost", uid=None) is None
     assert clock.sleeps == [] and fake_api.count() == 1
-
-
-def test_a_prefetched_get_is_the_first_attempt(
-    fake_api: FakeApiServer, source: ApiPodSource, clock: Clock
-) -> None:
-    """The thin plugin's early GET (PodPrefetch, in a thread) counts as the lookup's first
-    attempt: one GET in all for a present pod; the usual wait and UID check after it."""
-    pod = fake_api.create_pod("ns1", "p1")
-    prefetch = PodPrefetch(source.client, "ns1", "p1")
-    assert prefetch.answer_for("ns1", "other") is None  # not the pod it fetched
-    first = prefetch.answer_for("ns1", "p1")
-    assert _uid(source.get_pod("ns1", "p1", uid=_uid(pod), first=first)) == _uid(pod)
-    assert fake_api.count("GET") == 1 and clock.sleeps == []
-
-    fake_api.requests.clear()
-    missing = PodPrefetch(source.client, "ns1", "late")
-    clock.on_sleep = [lambda: fake_api.create_pod("ns1", "late")]
-    assert source.get_pod("ns1", "late", uid=None, first=missing.answer_for("ns1", "late")) is not None
-    assert fake_api.count("GET") == 2 and len(clock.sleeps) == 1  # NotFound first, then the wait
-
-    mismatch = PodPrefetch(source.client, "ns1", "p1")
-    with pytest.raises(errors.PodUidMismatch):
-        source.get_pod("ns1", "p1", uid="another-uid", first=mismatch.answer_for("ns1", "p1"))
-
-
-def test_a_prefetch_error_is_raised_by_the_lookup(tmp_path: Path, source: ApiPodSource) -> None:
-    """A GET that failed in the thread fails the lookup that takes it, with its own error."""
-    unreachable = tmp_path / "kubeconfig"
-    unreachable.write_text(
-        '{"apiVersion": "v1", "kind": "Config", "current-context": "c",'
-        ' "clusters": [{"name": "k", "cluster": {"server": "http://127.0.0.1:9"}}],'
-        ' "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],'
-        ' "users": [{"name": "u", "user": {}}]}'
-    )
-    client = KubeClient(load_kubeconfig(str(unreachable)), retries=0, sleep=lambda s: None)
-    failed = PodPrefetch(client, "ns1", "p1")
-    with pytest.raises(errors.KubeUnavailable) as caught:
-        source.get_pod("ns1", "p1", uid=None, first=failed.answer_for("ns1", "p1"))
-    assert "Connection refused" in caught.value.msg
 
 
 def test_uid_mismatch_is_an_error_naming_both_uids_but_static_pods_pass(

@@ -21,30 +21,14 @@ if TYPE_CHECKING:
 
 def _handler(env: Mapping[str, str]) -> object:
     def run(request: CniRequest) -> dict[str, object] | None:
-        from pymultus.cli.podsource import pod_source
+        from pymultus.attach.service import handle
+        from pymultus.cli.wiring import build_deps
         from pymultus.config.multus import parse_multus_conf
 
         conf = parse_multus_conf(request.config)
-        prepared = pod_source(conf, env, request.command)
-        if request.command == "NOPE":
-            _prefetch_pod(prepared[0], request)
-        # The use case's imports (~3 ms) run while the pod is fetched (cli.podsource).
-        from pymultus.attach.service import handle
-        from pymultus.cli.wiring import build_deps
-
-        return handle(request, conf, build_deps(conf, env, command=request.command, prepared=prepared))
+        return handle(request, conf, build_deps(conf, env, command=request.command))
 
     return run
-
-
-def _prefetch_pod(source: object, request: CniRequest) -> None:
-    """Start on the pod of an ADD (a wrong or half-given pod name is the use case's to report)."""
-    from pymultus.attach.model import POD_NAME, POD_NAMESPACE
-    from pymultus.cli.podsource import LazyPodSource
-
-    namespace, name = request.arg(POD_NAMESPACE), request.arg(POD_NAME)
-    if isinstance(source, LazyPodSource) and namespace and name:
-        source.prefetch_pod(namespace, name)
 
 
 def main() -> int:

@@ -1,24 +1,27 @@
 """Build the attach layer's dependencies for a one-shot process (thin plugin, shim DEL fallback).
 
-The source of pods and NADs is :mod:`pymultus.cli.podsource`'s.
+The source of pods and NADs, in Go Multus's order: the conf's ``kubeconfig``; the in-cluster
+service account when ``KUBERNETES_SERVICE_HOST``/``PORT`` are set; pymultus's embedded
+``manifestsDir``; otherwise none (only the configured delegates run).
 """
 
 from __future__ import annotations
 
 from pymultus.attach.context import Deps
 from pymultus.cli.logsink import make_logger
-from pymultus.cli.podsource import LazyPodSource, pod_source
 from pymultus.cni.invoke import PluginExecutor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from pymultus.attach.model import PodRef
-    from pymultus.attach.ports import PodSource
+    from pymultus.attach.ports import KubeObject, PodSource
     from pymultus.config.multus import MultusConf
+    from pymultus.kube.client import KubeClient
     from pymultus.kube.devices import DeviceAllocator
     from pymultus.kube.dra import ClaimReader
+    from pymultus.kube.pods import ApiPodSource
 
 
 def build_deps(
@@ -28,10 +31,7 @@ def build_deps(
     component: str = "multus",
     with_pods: bool = True,
     command: str = "",
-    prepared: tuple[PodSource | None, bool] | None = None,
 ) -> Deps:
-    """The dependencies of one request; ``prepared``: the pod source :func:`pod_source` made
-    for it already (the thin plugin makes it first, to fetch an ADD's pod early)."""
     from pymultus.netns.ops import Netns
 
     log = make_logger(
@@ -43,10 +43,8 @@ def build_deps(
     )
     pods: PodSource | None = None
     placeholder = True
-    if prepared is not None:
-        pods, placeholder = prepared
-    elif with_pods:
-        pods, placeholder = pod_source(conf, env, command)
+    if with_pods:
+        pods, placeholder = _pod_source(conf, env, command)
     return Deps(
         device_allocator=_kubelet_devices(conf, pods if isinstance(pods, LazyPodSource) else None),
         device_info_dir=conf.device_info_dir,
@@ -82,3 +80,58 @@ def _kubelet_devices(conf: MultusConf, api: LazyPodSource | None) -> Callable[[P
         )
 
     return allocator
+
+
+def _pod_source(conf: MultusConf, env: Mapping[str, str], command: str) -> tuple[PodSource | None, bool]:
+    if conf.kubeconfig or (env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT")):
+        # DEL does not wait for a pod to appear (Go Multus returns on NotFound at once).
+        wait = 0.0 if command == "DEL" else 2.5
+        return LazyPodSource(lambda: _api_pod_source(conf, env, wait)), True
+    if conf.manifests_dir:
+        from pymultus.kube.manifests import ManifestPodSource
+
+        return ManifestPodSource(conf.manifests_dir), False
+    return None, True
+
+
+def _api_pod_source(conf: MultusConf, env: Mapping[str, str], wait: float) -> ApiPodSource:
+    from pymultus.kube import auth
+    from pymultus.kube.client import KubeClient
+    from pymultus.kube.pods import ApiPodSource
+
+    credentials = auth.load_kubeconfig(conf.kubeconfig) if conf.kubeconfig else auth.load_in_cluster(env)
+    # Events are fire-and-forget for the one-shot plugin (Go Multus's event broadcaster is async
+    # too): each answer is read before the next request or at exit, saving a round trip each.
+    return ApiPodSource(KubeClient(credentials), wait_timeout=wait, defer_events=True)
+
+
+class LazyPodSource:
+    """Builds the API client on first use: a DEL served from the cache never loads ``ssl``, the
+    client or the kubeconfig (so a broken kubeconfig cannot block the release of a pod)."""
+
+    __slots__ = ("_factory", "_source")
+
+    def __init__(self, factory: Callable[[], ApiPodSource]) -> None:
+        self._factory = factory
+        self._source: ApiPodSource | None = None
+
+    def _get(self) -> ApiPodSource:
+        if self._source is None:
+            self._source = self._factory()
+        return self._source
+
+    def client(self) -> KubeClient:
+        """The API client (DRA claims are read with the same connection)."""
+        return self._get().client
+
+    def get_pod(self, namespace: str, name: str, *, uid: str | None) -> KubeObject | None:
+        return self._get().get_pod(namespace, name, uid=uid)
+
+    def get_network_attachment(self, namespace: str, name: str) -> KubeObject | None:
+        return self._get().get_network_attachment(namespace, name)
+
+    def write_network_status(self, pod: KubeObject, status: Sequence[Mapping[str, object]]) -> None:
+        self._get().write_network_status(pod, status)
+
+    def record_event(self, pod: KubeObject, *, kind: str, reason: str, message: str) -> None:
+        self._get().record_event(pod, kind=kind, reason=reason, message=message)

@@ -91,18 +91,13 @@ class ApiPodSource:
         self.log = log
         self._last_event_ns = 0
 
-    def get_pod(
-        self, namespace: str, name: str, *, uid: str | None, first: Callable[[], KubeObject] | None = None
-    ) -> KubeObject | None:
-        """The pod (None: not found within ``wait_timeout``); ``first``: the first attempt's GET,
-        already sent (:class:`PodPrefetch`)."""
+    def get_pod(self, namespace: str, name: str, *, uid: str | None) -> KubeObject | None:
         deadline = self.clock() + self.wait_timeout
         while True:
             try:
-                pod: KubeObject | None = first() if first else self.client.get_pod(namespace, name)
+                pod: KubeObject | None = self.client.get_pod(namespace, name)
             except KubeNotFound:
                 pod = None
-            first = None
             if pod is not None and (not uid or pod_uid(pod) == uid or is_static_pod(pod)):
                 return pod
             if self.clock() + self.poll_interval > deadline:
@@ -294,47 +289,3 @@ def _with_annotation(pod: KubeObject, key: str, value: str) -> KubeObject:
     updated = dict(pod)
     updated["metadata"] = new_metadata
     return updated
-
-
-class PodPrefetch:
-    """One GET of a pod, sent from a thread now and taken later (``cli.podsource``).
-
-    The thread only calls :meth:`KubeClient.get_pod` (the client is thread-safe: the daemon's
-    workers share one) and keeps the answer or the error; the thread that takes the answer gets
-    it as if it had made the call itself.
-    """
-
-    __slots__ = ("_done", "_error", "_key", "_pod")
-
-    def __init__(self, client: KubeClient, namespace: str, name: str) -> None:
-        import _thread
-
-        self._key = (namespace, name)
-        self._pod: KubeObject | None = None
-        self._error: BaseException | None = None
-        self._done = _thread.allocate_lock()
-        self._done.acquire()
-        _thread.start_new_thread(self._run, (client,))
-
-    def _run(self, client: KubeClient) -> None:
-        try:
-            self._pod = client.get_pod(*self._key)
-        except BaseException as exc:  # handed to the taker
-            self._error = exc
-        finally:
-            self._done.release()
-
-    def answer_for(self, namespace: str, name: str) -> Callable[[], KubeObject] | None:
-        """The GET's outcome as a call (it waits for the thread), if it was for this pod."""
-        if (namespace, name) != self._key:
-            return None
-
-        def answer() -> KubeObject:
-            with self._done:
-                pass
-            if self._error is not None:
-                raise self._error
-            assert self._pod is not None
-            return self._pod
-
-        return answer

@@ -355,6 +355,22 @@ def test_del_from_the_cache_needs_no_working_kubeconfig(sim: Node, kube_env: Kub
     assert cl.leftovers() == ([], [], [])
 
 
+def test_a_broken_kubeconfig_on_add_is_a_clear_error_and_leaves_nothing(
+    sim: Node, kube_env: KubeEnv, pod_ns: Netns
+) -> None:
+    cl = Cluster(sim, kube_env)
+    kube_env.create_pod("keyless", networks="")
+    missing = str(sim.root / "no-such-kubeconfig")
+    added = sim.run(
+        "ADD", dict(cl.conf, kubeconfig=missing), container_id=unique_name("c"), netns=pod_ns.path,
+        pod=(cl.ns, "keyless"),
+    )  # fmt: skip
+    assert not added.ok and added.error_code in (5, 7), added
+    assert missing in str(added.json["msg"]) + str(added.json.get("details", ""))
+    assert set(pod_ns.links()) == {"lo"}
+    assert cl.leftovers() == ([], [], [])
+
+
 def test_pod_missing_on_add_gets_multus_empty_result_without_delegates(
     sim: Node, kube_env: KubeEnv, pod_ns: Netns
 ) -> None:

@@ -46,7 +46,6 @@ Index = dict[str, tuple[bool, str, int, int, int, int]]
 _CLI_KEPT = (
     "pymultus.cli.thin",
     "pymultus.cli.wiring",
-    "pymultus.cli.podsource",
     "pymultus.cli.logsink",
     "pymultus.cli.shim",
 )

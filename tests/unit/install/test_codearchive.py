@@ -55,7 +55,6 @@ def test_the_thin_plugins_modules_come_from_the_archive(tmp_path: Path) -> None:
     assert codearchive.build(archive, SRC) is False  # unchanged source: unchanged archive
     names = [
         "pymultus.cli.thin",
-        "pymultus.cli.podsource",
         "pymultus.attach.service",
         "pymultus.attach.add",
         "pymultus.attach.delete",

@@ -129,16 +129,6 @@ def _label(module: str, attribute: str) -> str:
     return f"{module.rsplit('.', 1)[1]}.{attribute}"
 
 
-def _daemon_cpu(pid: int) -> float:
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue  # the thread ended meanwhile
-    return total / 1e9
-
-
 def _median_ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.2f}" if values else "-"
 
@@ -202,12 +192,12 @@ def main() -> int:
                 execs.clear()
                 os.kill(pid, signal.SIGUSR1)  # drops the warm-up's records
                 time.sleep(0.3)
-                cpu = _daemon_cpu(pid)
+                cpu = thick_bench.daemon_cpu(pid)
                 for round_ in range(args.cycles):
                     for kind in ("shim", "floor") if round_ % 2 == 0 else ("floor", "shim"):
                         current[0] = kind
                         thick_bench.one(kind, setup)
-                cpu = _daemon_cpu(pid) - cpu
+                cpu = thick_bench.daemon_cpu(pid) - cpu
                 os.kill(pid, signal.SIGUSR1)
                 time.sleep(0.5)
                 return json.loads(out.read_text()), cpu

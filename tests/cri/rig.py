@@ -22,8 +22,7 @@ import random
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from pymultus.install.launcher import ENTRY_POINTS, default_python, default_sys_path, write_launcher
@@ -327,12 +326,3 @@ class CriRig:
     def nothing_left(self, sandbox_ids: set[str] | None = None) -> dict[str, list[str]]:
         """The non-empty leftovers (an empty dict when the node is clean)."""
         return {what: found for what, found in self.leftovers(sandbox_ids).items() if found}
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Wait for what the kernel or a daemon does in the background (no timing is asserted)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)

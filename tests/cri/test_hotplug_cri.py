@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cri.rig import CriRig, wait_until
+from tests.cri.rig import CriRig
 from tests.fakeapi import PODS, FakeApiServer
 from tests.fakeapi.certs import Pki
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.netns
 

@@ -12,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.cri.rig import CriRig, wait_until
+from tests.cri.rig import CriRig
 from tests.support.cri import CriError, Sandbox
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.netns
 

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,7 @@ from tests.support.containerd import Containerd, ContainerdUnavailable, build_pa
 from tests.support.cri import PodSpec, Sandbox
 from tests.support.netns import unique_name
 from tests.support.node import Node
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(BUILD_TIMEOUT + 600)]
 
@@ -157,13 +157,6 @@ def thin(
         node.cleanup()
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.1)
-
-
 def test_thin_installer_container_install_rollout_and_uninstall(thin: ThinNode) -> None:
     cri = thin.cri
     assert cri is not None
@@ -175,14 +168,18 @@ def test_thin_installer_container_install_rollout_and_uninstall(thin: ThinNode) 
         "--multus-kubeconfig-file-host", str(thin.conf / "multus.d" / "multus.kubeconfig"),
     )  # fmt: skip
     _, installer = thin.run_daemonset_container("thin", "install", extra_args=host_view)
-    wait_for(lambda: cri.exec_sync(installer, probe)[0] == 0, "the installer to be Ready")
+    wait_until(lambda: cri.exec_sync(installer, probe)[0] == 0, "the installer to be Ready", timeout=120.0)
 
     # The self-contained multus: its interpreter is the bundle's, in the bin dir.
     shebang = (thin.bin / "multus").read_text().splitlines()[0]
     assert shebang.startswith(f"#!{thin.bin}/pymultus-") and shebang.endswith("/bin/python3.11 -IS"), shebang
     kubeconfig = json.loads((thin.conf / "multus.d" / "multus.kubeconfig").read_text())
     assert kubeconfig["users"][0]["user"]["token"] != thin.pod_token  # Node-bound, not the pod's
-    wait_for(lambda: thin.loaded_network() == "multus-cni-network", "containerd to load 00-multus.conf")
+    wait_until(
+        lambda: thin.loaded_network() == "multus-cni-network",
+        "containerd to load 00-multus.conf",
+        timeout=120.0,
+    )
 
     nad = thin.nad()
     first = thin.run_pod(thin.pod([nad]))
@@ -202,11 +199,14 @@ def test_thin_installer_container_install_rollout_and_uninstall(thin: ThinNode) 
     _, installer = thin.run_daemonset_container("thin", "install", extra_args=host_view)
     updating = thin.run_pod(thin.pod([nad]))
     assert {"eth0", "net1"} <= set(updating.links()), "a pod created while the new installer starts"
-    wait_for(lambda: cri.exec_sync(installer, probe)[0] == 0, "the new installer to be Ready")
+    wait_until(
+        lambda: cri.exec_sync(installer, probe)[0] == 0, "the new installer to be Ready", timeout=120.0
+    )
     # It asks for a Node-bound token of its own at start.
-    wait_for(
+    wait_until(
         lambda: (thin.conf / "multus.d" / "multus.kubeconfig").read_text() != old_kubeconfig,
         "the new installer's token",
+        timeout=120.0,
     )
     updated = thin.run_pod(thin.pod([nad]))
     assert {"eth0", "net1"} <= set(updated.links())
@@ -223,7 +223,9 @@ def test_thin_installer_container_install_rollout_and_uninstall(thin: ThinNode) 
     assert cri.wait_exited(uninstall) == 0
     assert not [p.name for p in thin.bin.iterdir() if p.name.startswith(("multus", "pymultus-", ".pymultus"))]
     assert sorted(p.name for p in thin.conf.iterdir()) == ["10-cluster.conf"]
-    wait_for(lambda: thin.loaded_network() == "cluster", "containerd to load the cluster conf again")
+    wait_until(
+        lambda: thin.loaded_network() == "cluster", "containerd to load the cluster conf again", timeout=120.0
+    )
     after = thin.run_pod(thin.pod([nad]))
     assert "net1" not in after.links() and "eth0" in after.links()
 

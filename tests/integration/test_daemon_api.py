@@ -21,6 +21,7 @@ from pymultus.daemon import wire
 from tests.integration.test_shim_daemon import make_node
 from tests.support.daemon import REPO_SRC, DaemonProcess
 from tests.support.netns import delete_host_link, netns
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -296,15 +297,6 @@ def _daemon_only(tmp_path: Path, **keys: object) -> DaemonProcess:
     return DaemonProcess(tmp_path, config)
 
 
-def _wait(check, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 def test_primary_late_changing_and_stale_own_conf(tmp_path: Path) -> None:
     daemon = _daemon_only(tmp_path)
     netd = tmp_path / "net.d"
@@ -346,7 +338,7 @@ def test_primary_late_changing_and_stale_own_conf(tmp_path: Path) -> None:
                 {"cniVersion": "0.3.1", "name": "late", "type": "bridge", "capabilities": {"bandwidth": True}}
             )
         )
-        _wait(
+        wait_until(
             lambda: (
                 json.loads((netd / "00-multus.conf").read_text()).get("capabilities") == {"bandwidth": True}
             )
@@ -355,7 +347,7 @@ def test_primary_late_changing_and_stale_own_conf(tmp_path: Path) -> None:
         (netd / "10-first.conf").write_text(
             json.dumps({"cniVersion": "0.3.1", "name": "first", "type": "ptp"})
         )
-        _wait(
+        wait_until(
             lambda: (
                 json.loads((netd / "00-multus.conf").read_text())["clusterNetwork"]
                 == str(netd / "10-first.conf")
@@ -380,7 +372,7 @@ def test_readiness_indicator_file_gates_readyz(tmp_path: Path) -> None:
         indicator.write_text("ok")
         daemon.wait_for("readyz", timeout=10)
         indicator.unlink()
-        _wait(lambda: daemon.request("GET", "/readyz")[0] == 500)
+        wait_until(lambda: daemon.request("GET", "/readyz")[0] == 500)
         assert (tmp_path / "net.d" / "00-multus.conf").exists()  # kept: see daemon/autoconf.py
         assert "readinessindicatorfile" not in json.loads((tmp_path / "net.d" / "00-multus.conf").read_text())
     finally:

@@ -19,22 +19,12 @@ from tests.fakeapi import FakeApiServer
 from tests.integration.test_shim_daemon import Node, make_node
 from tests.support.daemon import REPO_SRC, run_shim
 from tests.support.netns import delete_host_link, netns, unique_name
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.netns
 
 BOOTSTRAP = "system:serviceaccount:kube-system:pymultus"
 NODE_USER = "system:multus:node1"
-
-
-def wait_for(check: object, what: str, timeout: float = 30.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Rig:
@@ -98,7 +88,7 @@ def test_daemon_obtains_uses_and_rotates_its_node_certificate(tmp_path: Path, ap
         assert watchers == {NODE_USER}, (
             "the caches are filled with the node's certificate, not the bootstrap token"
         )
-        wait_for(lambda: len(rig.csrs()) >= 3, "two renewals")
+        wait_until(lambda: len(rig.csrs()) >= 3, "two renewals")
         assert rig.csrs()[:3] == [BOOTSTRAP, NODE_USER, NODE_USER]
         # Still serving after the rotations: a pod gets its interfaces.
         api.create_pod("default", "after-rotation")

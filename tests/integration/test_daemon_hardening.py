@@ -23,6 +23,7 @@ from tests.integration.test_daemon_api import _free_port
 from tests.integration.test_shim_daemon import Node
 from tests.support.daemon import run_shim
 from tests.support.netns import netns, unique_name
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.netns
 node_factory = test_shim_daemon.node_factory
@@ -76,15 +77,6 @@ def _status_and_error(answer: bytes) -> tuple[int, dict[str, object]]:
     assert answer.startswith(b"HTTP/1.1 "), answer[:200]
     status, body = wire.parse_response(answer)
     return status, json.loads(body)
-
-
-def _wait(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class SlowClients:
@@ -215,7 +207,9 @@ def test_connections_beyond_the_cap_get_503_and_the_daemon_recovers(node_factory
     finally:
         for sock in idle:
             sock.close()
-    _wait(lambda: node.daemon.request("GET", wire.PATH_HEALTHZ) == (200, b"ok\n"), "the daemon to recover")
+    wait_until(
+        lambda: node.daemon.request("GET", wire.PATH_HEALTHZ) == (200, b"ok\n"), "the daemon to recover"
+    )
 
 
 def _gated_node(node_factory) -> tuple[Node, Path]:
@@ -253,14 +247,14 @@ def test_a_queued_add_whose_client_went_away_is_not_run(node_factory) -> None:
         )
         runner.start()
         try:
-            _wait(lambda: calls.exists() and f"ADD {first}" in calls.read_text(), "the first ADD to run")
+            wait_until(lambda: calls.exists() and f"ADD {first}" in calls.read_text(), "the first ADD to run")
             # The only worker is busy: this ADD waits in the queue; then its client goes away, as
             # a runtime's does when its CNI timeout expires (it will retry the ADD).
             env = {**node.env(ns2, second), **path_env, "CNI_COMMAND": "ADD"}
             body = wire.encode_request(env, node.conf())
             sock = _connect(node.daemon.socket_path)
             sock.sendall(b"POST /cni HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-            _wait(lambda: node.daemon.stats()["queued"] == 1, "the second ADD to be queued")
+            wait_until(lambda: node.daemon.stats()["queued"] == 1, "the second ADD to be queued")
             sock.close()
         finally:
             (plugins / "gate").touch()
@@ -272,7 +266,7 @@ def test_a_queued_add_whose_client_went_away_is_not_run(node_factory) -> None:
             stats.update(node.daemon.stats())
             return int(stats["served"]) + int(stats.get("abandoned", 0)) >= 2  # type: ignore[call-overload]
 
-        _wait(both_handled, "the second ADD to be handled")
+        wait_until(both_handled, "the second ADD to be handled")
         assert f"ADD {second}" not in calls.read_text()  # its delegate never ran
         assert set(ns2.links()) == {"lo"}
         assert node.cache_files(second) == []
@@ -417,11 +411,11 @@ def test_a_thousand_bad_connections_leave_no_fds_or_memory_behind(node_factory) 
                 sock.close()
 
     round_of(200)  # warm-up: the allocator's and the interpreter's caches fill once
-    _wait(lambda: node.daemon.request("GET", wire.PATH_HEALTHZ)[0] == 200, "the daemon")
+    wait_until(lambda: node.daemon.request("GET", wire.PATH_HEALTHZ)[0] == 200, "the daemon")
     fds, rss = _fds(pid), _rss_kib(pid)
     round_of(1000)
     # Connections that closed without a request are closed by the daemon when it sees EOF.
-    _wait(lambda: _fds(pid) <= fds, f"the daemon's fds to go back to {fds}")
+    wait_until(lambda: _fds(pid) <= fds, f"the daemon's fds to go back to {fds}")
     grown = _rss_kib(pid) - rss
     print(f"daemon: {fds} fds before and after, RSS {rss} KiB +{grown} KiB after 1000 bad connections")
     assert grown < 4096, grown

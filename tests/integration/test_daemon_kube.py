@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from tests.fakeapi import FakeApiServer
 from tests.integration.test_shim_daemon import make_node
 from tests.support.daemon import run_shim
 from tests.support.netns import delete_host_link, netns, unique_name
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -22,15 +23,6 @@ pytestmark = pytest.mark.netns
 def api(tmp_path: Path) -> Iterator[FakeApiServer]:
     with FakeApiServer(tmp_path / "api") as server:
         yield server
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _nad_conf(name: str, bridge: str, subnet: str, ipam_dir: Path) -> dict[str, object]:

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from tests.fakeapi import PODS, FakeApiServer
-from tests.integration.test_daemon_kube import wait_until
 from tests.integration.test_shim_daemon import Node, make_node
 from tests.support.daemon import PLUGIN_DIR, run_shim
 from tests.support.netns import Netns, delete_host_link, netns, unique_name
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.netns
 

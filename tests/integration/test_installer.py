@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.waiting import wait_until
+
 PYTHON = sys.executable
 BRIDGE = {"cniVersion": "0.3.1", "name": "br", "type": "bridge", "capabilities": {"portMappings": True}}
 
@@ -151,14 +153,6 @@ def tree(root: Path) -> dict[str, tuple[int, bytes | None]]:
     return out
 
 
-def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def watcher(node: Node) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     procs: list[subprocess.Popen[str]] = []
@@ -288,13 +282,13 @@ def test_watch_picks_up_token_rotation_and_ca_change(
 ) -> None:
     node.primary("10-bridge.conf", BRIDGE)
     proc = watcher()
-    eventually((node.conf / "00-multus.conf").exists)
+    wait_until((node.conf / "00-multus.conf").exists)
 
     (node.sa / "token").write_text("token-2\n")
-    eventually(lambda: node.kubeconfig()["users"][0]["user"]["token"] == "token-2")  # type: ignore[index]
+    wait_until(lambda: node.kubeconfig()["users"][0]["user"]["token"] == "token-2")  # type: ignore[index]
 
     (node.sa / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\nCA-2\n-----END CERTIFICATE-----\n")
-    eventually(lambda: b"CA-2" in _ca_of(node.kubeconfig()))
+    wait_until(lambda: b"CA-2" in _ca_of(node.kubeconfig()))
     assert os.stat(node.conf / "multus.d/multus.kubeconfig").st_mode & 0o777 == 0o600
     stop(proc)
     assert (node.conf / "00-multus.conf").exists()  # kept on exit unless --cleanup-config-on-exit
@@ -315,12 +309,12 @@ def test_primary_appearing_late_then_changing(
     assert not list(node.conf.glob("00-multus*"))
 
     node.primary("20-bridge.conf", BRIDGE)
-    eventually((node.conf / "00-multus.conf").exists)
+    wait_until((node.conf / "00-multus.conf").exists)
     assert node.multus_conf()["clusterNetwork"] == "/etc/cni/net.d/20-bridge.conf"
 
     # The primary changes: new capabilities and cniVersion 1.0.0 -> the conflist form replaces the conf.
     node.primary("20-bridge.conf", {**BRIDGE, "cniVersion": "1.0.0", "capabilities": {"ips": True}})
-    eventually(
+    wait_until(
         lambda: (node.conf / "00-multus.conflist").exists() and not (node.conf / "00-multus.conf").exists()
     )
     plugin = node.multus_conf()["plugins"][0]  # type: ignore[index]
@@ -328,13 +322,13 @@ def test_primary_appearing_late_then_changing(
 
     # A different file now sorts first (boot-order race, multus#1499): it becomes the primary.
     node.primary("10-other.conflist", {"cniVersion": "1.0.0", "name": "o", "plugins": [{"type": "ptp"}]})
-    eventually(
+    wait_until(
         lambda: node.multus_conf()["plugins"][0]["clusterNetwork"] == "/etc/cni/net.d/10-other.conflist"
     )  # type: ignore[index]
 
     # Someone removes our conf (cilium renames it, multus#972): it is written again.
     (node.conf / "00-multus.conflist").unlink()
-    eventually((node.conf / "00-multus.conflist").exists)
+    wait_until((node.conf / "00-multus.conflist").exists)
 
     # A broken primary is reported and the last good conf is kept.
     (node.conf / "10-other.conflist").write_text("{broken")
@@ -348,7 +342,7 @@ def test_primary_appearing_late_then_changing(
 def test_cleanup_config_on_exit(node: Node, watcher: Callable[..., subprocess.Popen[str]]) -> None:
     node.primary("10-bridge.conf", BRIDGE)
     proc = watcher("--cleanup-config-on-exit")
-    eventually((node.conf / "00-multus.conf").exists)
+    wait_until((node.conf / "00-multus.conf").exists)
     stop(proc)
     assert not (node.conf / "00-multus.conf").exists()
     assert not (node.conf / "multus.d/multus.kubeconfig").exists()

@@ -28,6 +28,7 @@ from pymultus.kube.certs import (
 from pymultus.kube.client import KubeClient
 from tests.fakeapi import csr
 from tests.fakeapi.server import FakeApiServer
+from tests.support.waiting import wait_until
 
 BOOTSTRAP = "system:serviceaccount:kube-system:pymultus"
 CSR_GROUP = "certificates.k8s.io"
@@ -37,15 +38,6 @@ BOOTSTRAP_RIGHTS = {
     ("watch", CSR_GROUP, "certificatesigningrequests"),
 }
 NODE_RIGHTS = {*BOOTSTRAP_RIGHTS, ("get", "", "pods")}
-
-
-def wait_for(check: object, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # -- x509 ------------------------------------------------------------------------------------------
@@ -273,7 +265,7 @@ def test_rotation_at_80_percent_swaps_the_certificate_without_failing_requests(
 
         worker = threading.Thread(target=traffic, daemon=True)
         worker.start()
-        wait_for(lambda: certs.issued >= 3, what="two renewals after the first certificate")
+        wait_until(lambda: certs.issued >= 3, what="two renewals after the first certificate")
         stop.set()
         worker.join(10)
         client.close()

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from tests.deploy import manifests as m
 from tests.fakeapi import csr
 from tests.fakeapi.server import FakeApiServer
 from tests.fakeapi.store import EVENTS
+from tests.support.waiting import wait_until
 
 BOOTSTRAP = "system:serviceaccount:kube-system:pymultus"
 APPROVER = "system:serviceaccount:kube-system:pymultus-cert-approver"
@@ -141,15 +141,6 @@ def env(fake_api: FakeApiServer, tmp_path: Path) -> Iterator[Env]:
         e.admin.close()
 
 
-def wait_for(check: Any, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_controller_decides_listed_and_watched_requests_with_events_and_exactly_its_rbac(env: Env) -> None:
     fake_api = env.api
     env.submit("before", NODE_SUBJECT)  # pending before the approver starts: from the LIST
@@ -159,9 +150,9 @@ def test_controller_decides_listed_and_watched_requests_with_events_and_exactly_
     thread = threading.Thread(target=approver.run, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: env.condition("before") == "Approved", "the listed request approved")
+        wait_until(lambda: env.condition("before") == "Approved", "the listed request approved")
         env.submit("intruder", NODE_SUBJECT, token="node-b")  # from the WATCH
-        wait_for(lambda: env.condition("intruder") == "Denied", "the watched request denied")
+        wait_until(lambda: env.condition("intruder") == "Denied", "the watched request denied")
     finally:
         approver.stop()
         thread.join(10)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,7 @@ from pymultus.daemon.hotplug import HotplugController, Key
 from pymultus.daemon.metrics import NullMetrics
 from pymultus.errors import InvalidConfig
 from pymultus.store import delegates as store
-
-
-def _wait(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
+from tests.support.waiting import wait_until
 
 
 class Recorder(HotplugController):
@@ -111,8 +103,8 @@ def test_resync_queues_every_pod_attached_by_pymultus(controller: Recorder, cni_
     (cni_dir / "c5").write_text("{truncated")
     (cni_dir / "results").mkdir()
     controller.start()
-    _wait(lambda: controller.count(("default", "a")) and controller.count(("default", "b")), "both pods")
-    _wait(controller.idle, "an idle queue")
+    wait_until(lambda: controller.count(("default", "a")) and controller.count(("default", "b")), "both pods")
+    wait_until(controller.idle, "an idle queue")
     assert sorted(controller.calls) == [("default", "a"), ("default", "b")]
 
 
@@ -121,14 +113,14 @@ def test_one_operation_at_a_time_per_pod_and_notifications_merge(controller: Rec
     gate = controller.hold[pod] = threading.Event()
     controller.start()
     controller.pod_changed(*pod)
-    _wait(lambda: controller.count(pod) == 1, "the first reconcile")
+    wait_until(lambda: controller.count(pod) == 1, "the first reconcile")
     for _ in range(5):  # while it runs: queued once, for afterwards
         controller.pod_changed(*pod)
     controller.pod_changed("default", "other")  # another pod is not held up
-    _wait(lambda: controller.count(("default", "other")) == 1, "the other pod")
+    wait_until(lambda: controller.count(("default", "other")) == 1, "the other pod")
     gate.set()
-    _wait(lambda: controller.count(pod) == 2, "the second reconcile")
-    _wait(controller.idle, "an idle queue")
+    wait_until(lambda: controller.count(pod) == 2, "the second reconcile")
+    wait_until(controller.idle, "an idle queue")
     assert controller.count(pod) == 2
     assert controller.overlaps == 0
 
@@ -138,8 +130,8 @@ def test_failures_are_retried_with_back_off_until_they_succeed(controller: Recor
     controller.retry[pod] = [0.01, 0.02]
     controller.start()
     controller.pod_changed(*pod)
-    _wait(lambda: controller.count(pod) == 3, "two retries")
-    _wait(controller.idle, "an idle queue")
+    wait_until(lambda: controller.count(pod) == 3, "two retries")
+    wait_until(controller.idle, "an idle queue")
     assert controller.count(pod) == 3
 
 

@@ -14,13 +14,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.deploy import manifests as m
+from tests.support.waiting import wait_until
 
 PRIMARY = {"cniVersion": "0.3.1", "name": "cluster", "type": "bridge"}
 HOST_BIN = "/opt/cni/bin"
@@ -113,13 +113,6 @@ def started(node: FakeNode) -> Iterator[Callable[[list[str]], subprocess.Popen[s
         proc.stderr.close()
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def readiness_command(overlay: str, container: str) -> list[str]:
     command: list[str] = m.container(overlay, container)["readinessProbe"]["exec"]["command"]
     return command
@@ -139,12 +132,16 @@ def test_thin_is_ready_only_once_executables_kubeconfig_and_conf_are_in_place(
     assert ".pymultus-install.json" in not_ready.stderr
     # No primary conf yet: the installer puts the executables and the kubeconfig in place and waits.
     installer = started(m.container("thin", "install")["command"])
-    wait_for(lambda: (node.bin / "multus").exists() and (node.conf / "multus.d").exists(), "the executables")
+    wait_until(
+        lambda: (node.bin / "multus").exists() and (node.conf / "multus.d").exists(),
+        "the executables",
+        timeout=120.0,
+    )
     waiting = node.run(probe)
     assert waiting.returncode == 1, waiting.stderr
     assert "00-multus.conf" in waiting.stderr
     node.write_primary()
-    wait_for(lambda: node.run(probe).returncode == 0, "the readiness probe to pass")
+    wait_until(lambda: node.run(probe).returncode == 0, "the readiness probe to pass", timeout=120.0)
     assert node.first_conf() == "00-multus.conf"
     assert installer.poll() is None
 
@@ -154,7 +151,9 @@ def test_thin_uninstall_leaves_the_primary_conf_first(
 ) -> None:
     node.write_primary()
     installer = started(m.container("thin", "install")["command"])
-    wait_for(lambda: node.run(readiness_command("thin", "install")).returncode == 0, "the install")
+    wait_until(
+        lambda: node.run(readiness_command("thin", "install")).returncode == 0, "the install", timeout=120.0
+    )
     installer.terminate()  # kubectl delete daemonset pymultus
     installer.wait(30)
     assert node.first_conf() == "00-multus.conf"  # kept while the DaemonSet is away: pods wait

@@ -9,8 +9,7 @@ import base64
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from pymultus.kube.api_calls import API_CALLS
 from pymultus.kube.auth import load_kubeconfig
 from pymultus.kube.client import KubeClient
 from tests.fakeapi import FakeApiServer
+from tests.support.waiting import wait_until
 
 SA_USER = "system:serviceaccount:kube-system:pymultus"
 NODE = "node-a"
@@ -127,21 +127,18 @@ def watcher(pod: Pod) -> Iterator[subprocess.Popen[str]]:
     proc.stderr.close()
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_the_token_is_renewed_at_half_its_life(
     pod: Pod, fake_api: FakeApiServer, watcher: subprocess.Popen[str]
 ) -> None:
     fake_api.token_ttl = 4  # the server shortens the requested lifetime, as kube-apiserver may
-    wait_for(lambda: pod.kubeconfig.exists() and len(fake_api.token_requests) == 1, "the first token")
+    wait_until(
+        lambda: pod.kubeconfig.exists() and len(fake_api.token_requests) == 1, "the first token", timeout=60.0
+    )
     first = pod.kubeconfig_token()
-    wait_for(lambda: len(fake_api.token_requests) >= 2, "a renewal")
-    wait_for(lambda: pod.kubeconfig_token() != first, "the kubeconfig to get the renewed token")
+    wait_until(lambda: len(fake_api.token_requests) >= 2, "a renewal", timeout=60.0)
+    wait_until(
+        lambda: pod.kubeconfig_token() != first, "the kubeconfig to get the renewed token", timeout=60.0
+    )
     assert watcher.poll() is None
     get_pod_with(pod.kubeconfig, fake_api)
 

@@ -36,9 +36,10 @@ from tests.deploy import manifests as m
 from tests.fakeapi import FakeApiServer
 from tests.image.archive import BUILD_TIMEOUT, ImageArchive
 from tests.image.runtime import SA_MOUNT, Runtime, host_mounts
-from tests.image.test_thin_containers import NODE_NAME, ThinNode, wait_for
+from tests.image.test_thin_containers import NODE_NAME, ThinNode
 from tests.support.containerd import ContainerdUnavailable, missing_tools, mounts_under
 from tests.support.netns import unique_name
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(BUILD_TIMEOUT + 600)]
 
@@ -229,16 +230,20 @@ def test_thick_daemon_container_serves_pods_through_the_installed_shim(thick: Th
         code, _ = cri.exec_sync(daemon, spec[name]["exec"]["command"])
         return code == 0
 
-    wait_for(lambda: probe("startupProbe"), "the startup probe")
+    wait_until(lambda: probe("startupProbe"), "the startup probe", timeout=120.0)
     assert socket.is_socket()
-    wait_for(lambda: probe("readinessProbe"), "the daemon to be Ready")
+    wait_until(lambda: probe("readinessProbe"), "the daemon to be Ready", timeout=120.0)
     assert probe("livenessProbe")
 
     generated = thick.conf / "00-multus.conf"
     conf = json.loads(generated.read_text())
     assert conf["type"] == "multus-shim", conf
     assert conf["daemonSocketDir"] == str(socket.parent)
-    wait_for(lambda: thick.loaded_network() == "multus-cni-network", "containerd to load 00-multus.conf")
+    wait_until(
+        lambda: thick.loaded_network() == "multus-cni-network",
+        "containerd to load 00-multus.conf",
+        timeout=120.0,
+    )
 
     nad = thick.nad()
     pod = thick.run_pod(thick.pod([nad]))

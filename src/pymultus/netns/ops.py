@@ -48,10 +48,10 @@ class Netns:
         """Whether ``ifname`` exists in the namespace at ``netns`` (IOFailure if that is missing)."""
         if not plausible_ifname(ifname):
             return False
+        from pymultus.netns.rtnetlink import Rtnetlink
+
         fd = open_netns(netns)
         try:
-            from pymultus.netns.rtnetlink import Rtnetlink
-
             with Rtnetlink() as nl:
                 return nl.link_exists(ifname, nsid=nl.peer_nsid(fd))
         except OSError as exc:
@@ -65,7 +65,6 @@ class Netns:
             posix.close(fd)
         # An older kernel, or not a network namespace (entering it tells which, with its error).
         from pymultus.netns.enter import in_netns
-        from pymultus.netns.rtnetlink import Rtnetlink
 
         def look_up() -> bool:
             with Rtnetlink() as nl:

@@ -202,7 +202,7 @@ def test_write_launcher_builds_the_archive_it_names(tmp_path: Path) -> None:
         str(path), entry_module="pymultus.cli.thin", python=default_python(), sys_path=[SRC], archive=archive
     )
     assert os.path.isfile(archive)
-    assert f"_code_archive({archive!r})" in path.read_text()
+    assert f"posix.open({archive!r}," in path.read_text()
     version = subprocess.run(
         [str(path)], input=b"{}", env={"CNI_COMMAND": "VERSION"}, capture_output=True, check=False
     )
@@ -247,3 +247,15 @@ def test_the_stdlib_extensions_of_the_hot_path_load_without_a_path_search(tmp_pa
     assert served.stdout.split() == ["True", "False", "True"]
     plain = _run(tmp_path, body, archive=None, sys_path=default_sys_path())
     assert plain.stdout.split() == ["True", "True", "True"]  # the search it saves
+
+
+def test_an_index_larger_than_the_launchers_first_read_is_read_whole(tmp_path: Path) -> None:
+    """The launcher reads the first 64 KiB; an index past that is read by the loader itself."""
+    files = {f"m{number:04}_{'x' * 100}.py": f"VALUE = {number}\n" for number in range(600)}
+    root, archive = _fake_package(tmp_path, files)
+    data = Path(archive).read_bytes()
+    assert int.from_bytes(data[4:8], "little") > 65536  # the head
+    names = ["pymultus.m0000_" + "x" * 100, "pymultus.m0599_" + "x" * 100]
+    out = _run(tmp_path, _REPORT.format(names=names), archive=archive, sys_path=[str(root)])
+    assert out.returncode == 0, out.stderr
+    assert set(json.loads(out.stdout).values()) == {"archive"}

@@ -11,7 +11,6 @@ it) grows the process until the kernel kills it, and a FIFO hangs it.
 from __future__ import annotations
 
 import posix
-import stat
 from _thread import get_ident
 
 from pymultus import paths
@@ -23,13 +22,17 @@ READ_LIMIT = 8 << 20
 NAME_MAX = 255  # bytes in one path component (Linux NAME_MAX)
 _TMP_STEM_MAX = 128  # characters of the target's name kept in a temp file's name
 
-_FILE_TYPES = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-)
+# The file-type bits of ``st_mode`` (POSIX values, as in the ``stat`` module, which every CNI
+# process would otherwise import just for these: ~0.1 ms).
+_S_IFMT = 0o170000
+_S_IFREG = 0o100000
+_FILE_TYPES = {
+    0o040000: "a directory",
+    0o020000: "a character device",
+    0o060000: "a block device",
+    0o010000: "a FIFO",
+    0o140000: "a socket",
+}
 
 
 class UnreadableFile(IOFailure, OSError):
@@ -60,9 +63,9 @@ def read_file(path: str, *, limit: int = READ_LIMIT, follow_symlinks: bool = Tru
             raise UnreadableFile(path, "is a symbolic link, not a regular file") from exc
         raise
     try:
-        mode = posix.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _FILE_TYPES if test(mode)), "not a regular file")
+        file_type = posix.fstat(fd).st_mode & _S_IFMT
+        if file_type != _S_IFREG:
+            kind = _FILE_TYPES.get(file_type, "not a regular file")
             raise UnreadableFile(path, f"is {kind}, not a regular file")
         chunks: list[bytes] = []
         size = 0

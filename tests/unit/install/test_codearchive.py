@@ -259,3 +259,23 @@ def test_an_index_larger_than_the_launchers_first_read_is_read_whole(tmp_path: P
     out = _run(tmp_path, _REPORT.format(names=names), archive=archive, sys_path=[str(root)])
     assert out.returncode == 0, out.stderr
     assert set(json.loads(out.stdout).values()) == {"archive"}
+
+
+def test_served_modules_carry_no_annotations_and_keep_their_values(tmp_path: Path) -> None:
+    """Annotations are for mypy: the archive drops them (``x: T = v`` keeps ``x = v``)."""
+    module = (
+        "from __future__ import annotations\n"
+        "class A:\n    code: int = 3\n    name: str\n"
+        "def f(x: int, /, *rest: str, y: Missing = 1, **more: bytes) -> int:\n"
+        "    total: int = x + y\n    return total\n"
+        "async def g(x: int) -> None:\n    pass\n"
+        "if True:\n    only: int\n"
+    )
+    root, archive = _fake_package(tmp_path, {"annotated.py": module})
+    body = (
+        "import pymultus.annotated as m\n"
+        "print(m.__loader__ is None, m.A.code, hasattr(m.A, 'name'), m.f(2), m.f.__annotations__,"
+        " m.g.__annotations__, 'only' in vars(m))\n"
+    )
+    out = _run(tmp_path, body, archive=archive, sys_path=[str(root)])
+    assert (out.returncode, out.stdout) == (0, "True 3 False 3 {} {} False\n"), out.stderr

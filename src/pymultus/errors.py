@@ -3,6 +3,7 @@
 Every error we raise on purpose is a :class:`MultusError` whose class carries the CNI error code
 reported to the runtime. A code is assigned where the condition is known, never by reading a
 message later. Anything that is not a ``MultusError`` becomes code 999 at the process boundary.
+The Kubernetes API's errors are in :mod:`pymultus.kube.errors`, with the client that raises them.
 
 This module is on the CNI hot path: it imports nothing at run time.
 """
@@ -120,45 +121,6 @@ class PodUidMismatch(TryAgainLater):
 
 class ContainerBusy(TryAgainLater):
     """Another ADD or DEL of the same container is running, or a DEL cancelled this ADD."""
-
-
-class KubeError(MultusError):
-    """The Kubernetes API answered with an error; translated in one place, ``kube.client.api_error``."""
-
-    def __init__(self, msg: str, *, details: str = "", status: int = 0, reason: str = "") -> None:
-        super().__init__(msg, details=details)
-        self.status = status
-        self.reason = reason
-
-
-class KubeNotFound(KubeError):
-    pass
-
-
-class KubeConflict(KubeError):
-    pass
-
-
-class KubeForbidden(KubeError):
-    pass
-
-
-class KubeUnauthorized(KubeError):
-    pass
-
-
-class KubeGone(KubeError):
-    pass
-
-
-class KubeInvalid(KubeError):
-    pass
-
-
-class KubeUnavailable(KubeError):
-    """Connection errors, 429 and 5xx after the retries: the caller may try again later."""
-
-    code = TRY_AGAIN_LATER
 
 
 class DelegateFailed(MultusError):

@@ -34,10 +34,11 @@ import time
 from collections.abc import Callable
 
 from pymultus import fileio, jsonio
-from pymultus.errors import InvalidConfig, KubeGone, MultusError, TryAgainLater
+from pymultus.errors import InvalidConfig, MultusError, TryAgainLater
 from pymultus.kube import x509
 from pymultus.kube.auth import Credentials
 from pymultus.kube.client import KubeClient
+from pymultus.kube.errors import KubeGone
 
 log = logging.getLogger("pymultus.kube.certs")
 

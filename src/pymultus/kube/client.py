@@ -23,7 +23,8 @@ import posix
 import time
 
 from pymultus import jsonio
-from pymultus.errors import (
+from pymultus.errors import MultusError
+from pymultus.kube.errors import (
     KubeConflict,
     KubeError,
     KubeForbidden,
@@ -32,7 +33,6 @@ from pymultus.errors import (
     KubeNotFound,
     KubeUnauthorized,
     KubeUnavailable,
-    MultusError,
 )
 from pymultus.kube.http import Connection
 

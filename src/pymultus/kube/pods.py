@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import time
 
-from pymultus.errors import KubeConflict, KubeForbidden, KubeNotFound, MultusError, PodUidMismatch
+from pymultus.errors import MultusError, PodUidMismatch
+from pymultus.kube.errors import KubeConflict, KubeForbidden, KubeNotFound
 from pymultus.kube.netstatus import encode_status
 
 TYPE_CHECKING = False

@@ -13,8 +13,7 @@ from __future__ import annotations
 import posix
 from _thread import get_ident
 
-from pymultus import paths
-from pymultus.errors import IOFailure
+from pymultus import errors, paths
 
 # The default cap of read_file: far above any configuration, cache entry, kubeconfig or manifest
 # file (a Kubernetes object is at most ~1.5 MiB), far below what hurts a node.
@@ -35,17 +34,6 @@ _FILE_TYPES = {
 }
 
 
-class UnreadableFile(IOFailure, OSError):
-    """:func:`read_file` refused the file: not a regular file, a symlink where none may be, or
-    larger than the cap. Also an ``OSError`` whose ``strerror`` says why, so code that reports
-    ``cannot read <path>: <strerror>`` for any ``OSError`` reports these the same way."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path} {reason}", details=f"path={path}")
-        self.filename = path
-        self.strerror = reason
-
-
 def read_file(path: str, *, limit: int = READ_LIMIT, follow_symlinks: bool = True) -> bytes:
     """The content of the regular file ``path``, at most ``limit`` bytes.
 
@@ -53,20 +41,20 @@ def read_file(path: str, *, limit: int = READ_LIMIT, follow_symlinks: bool = Tru
     O_NOFOLLOW (for files only pymultus writes, e.g. caches: a symlink there is never ours); the
     type and size are checked on the open descriptor, and at most ``limit + 1`` bytes are read
     (a file that grows while it is read is refused too). Raises ``FileNotFoundError`` and other
-    ``OSError`` as ``open`` would, and :class:`UnreadableFile` for a file refused here.
+    ``OSError`` as ``open`` would, and :class:`pymultus.errors.UnreadableFile` for a file refused here.
     """
     flags = posix.O_RDONLY | posix.O_CLOEXEC | posix.O_NONBLOCK | (0 if follow_symlinks else posix.O_NOFOLLOW)
     try:
         fd = posix.open(path, flags)
     except OSError as exc:
         if not follow_symlinks and paths.islink(path):
-            raise UnreadableFile(path, "is a symbolic link, not a regular file") from exc
+            raise errors.UnreadableFile(path, "is a symbolic link, not a regular file") from exc
         raise
     try:
         file_type = posix.fstat(fd).st_mode & _S_IFMT
         if file_type != _S_IFREG:
             kind = _FILE_TYPES.get(file_type, "not a regular file")
-            raise UnreadableFile(path, f"is {kind}, not a regular file")
+            raise errors.UnreadableFile(path, f"is {kind}, not a regular file")
         chunks: list[bytes] = []
         size = 0
         while size <= limit:
@@ -76,7 +64,7 @@ def read_file(path: str, *, limit: int = READ_LIMIT, follow_symlinks: bool = Tru
             chunks.append(chunk)
             size += len(chunk)
         if size > limit:
-            raise UnreadableFile(path, f"is larger than {limit} bytes")
+            raise errors.UnreadableFile(path, f"is larger than {limit} bytes")
         return b"".join(chunks)
     finally:
         posix.close(fd)

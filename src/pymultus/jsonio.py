@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import _json
 
-from pymultus.errors import DecodingError
+from pymultus import errors
 
 _WHITESPACE = " \t\n\r"
 
@@ -19,16 +19,14 @@ _WHITESPACE = " \t\n\r"
 MAX_DEPTH = 256
 
 
-class _NotFinite(ValueError):
-    """A number literal too large for a float (``1e400``)."""
-
-
 def _finite_float(literal: str) -> float:
     # float() turns 1e400 into inf, which no encoder can write back (allow_nan is off): the
     # document would decode, then fail with 999 wherever it is re-encoded (a delegate's conf).
+    # OverflowError (which nothing else in a decode raises) rather than a class of our own: one
+    # class less to build in every process.
     value = float(literal)
     if value - value != 0.0:  # inf - inf is nan; a finite value minus itself is 0
-        raise _NotFinite(literal)
+        raise OverflowError(literal)
     return value
 
 
@@ -70,42 +68,34 @@ _encode = _json.make_encoder(
 )
 
 
-class JSONDecodeError(DecodingError, ValueError):
-    """Invalid JSON; a CNI decoding failure (code 6)."""
-
-
-class JSONNestingError(JSONDecodeError):
-    """Valid or not, the document nests arrays/objects deeper than :data:`MAX_DEPTH` (code 6).
-
-    A subclass of :class:`JSONDecodeError`, so every caller that maps decoding errors to its own
-    code (annotations and NAD configs: 7) does the same for this one.
-    """
-
-
 def loads(data: str | bytes | bytearray, *, what: str = "JSON document") -> object:
     """Decode one JSON document; ``what`` names it in the error message."""
     if isinstance(data, bytes | bytearray):
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise JSONDecodeError(f"{what} is not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
+            raise errors.JSONDecodeError(
+                f"{what} is not valid UTF-8: {exc.reason} at byte {exc.start}"
+            ) from exc
     else:
         text = data
     start = _skip_whitespace(text, 0)
     if start == len(text):
-        raise JSONDecodeError(f"{what} is empty")
+        raise errors.JSONDecodeError(f"{what} is empty")
     try:
         value, end = _scan_once(text, start)
     except RecursionError:
         raise _too_deep(what) from None
-    except _NotFinite as exc:
-        raise JSONDecodeError(f"{what} holds the number {exc.args[0][:40]}, too large for a float") from None
+    except OverflowError as exc:
+        raise errors.JSONDecodeError(
+            f"{what} holds the number {exc.args[0][:40]}, too large for a float"
+        ) from None
     except (StopIteration, ValueError, SystemError):
         # Error path only: the full decoder gives the precise message and position.
-        raise JSONDecodeError(f"{what} is not valid JSON: {_explain(text)}") from None
+        raise errors.JSONDecodeError(f"{what} is not valid JSON: {_explain(text)}") from None
     end = _skip_whitespace(text, end)
     if end != len(text):
-        raise JSONDecodeError(f"{what} is not valid JSON: extra data at offset {end}")
+        raise errors.JSONDecodeError(f"{what} is not valid JSON: extra data at offset {end}")
     # Only a document with more brackets than the limit can be nested deeper (a C-speed count).
     if text.count("[") + text.count("{") > MAX_DEPTH:
         _check_depth(value, what)
@@ -116,7 +106,7 @@ def loads_object(data: str | bytes | bytearray, *, what: str = "JSON document") 
     """Decode a JSON document that must be an object."""
     value = loads(data, what=what)
     if not isinstance(value, dict):
-        raise JSONDecodeError(f"{what} must be a JSON object, not {kind_of(value)}")
+        raise errors.JSONDecodeError(f"{what} must be a JSON object, not {kind_of(value)}")
     return value
 
 
@@ -131,8 +121,8 @@ def dumpb(obj: object) -> bytes:
     return dumps(obj).encode("ascii")
 
 
-def _too_deep(what: str) -> JSONNestingError:
-    return JSONNestingError(f"{what} is nested deeper than {MAX_DEPTH} levels of arrays and objects")
+def _too_deep(what: str) -> errors.JSONNestingError:
+    return errors.JSONNestingError(f"{what} is nested deeper than {MAX_DEPTH} levels of arrays and objects")
 
 
 def _check_depth(value: object, what: str) -> None:

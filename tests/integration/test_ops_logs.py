@@ -188,6 +188,7 @@ def test_a_plain_add_and_del_import_no_os_and_no_ctypes(sim: Node, pod_ns: Netns
     assert "pymultus.attach.add" in modules and "pymultus.attach.delete" in modules
     avoided = {"os", "_ctypes", "threading", "subprocess", "json", "re", "typing", "stat", "atexit"}
     assert not modules & avoided
+    assert "pymultus.errors.kinds" not in modules  # no error class is built on success
 
 
 def test_the_daemon_writes_the_same_lines(tmp_path: Path) -> None:

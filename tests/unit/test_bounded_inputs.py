@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pymultus import fileio, jsonio
+from pymultus import errors, fileio, jsonio
 from pymultus.cni import cache
 from pymultus.errors import (
     DECODING_FAILURE,
@@ -45,13 +45,13 @@ def test_nesting_up_to_the_limit_decodes(depth: int) -> None:
     ],
 )
 def test_nesting_past_the_limit_is_a_decoding_error_with_its_own_type(text: str) -> None:
-    with pytest.raises(jsonio.JSONNestingError) as info:
+    with pytest.raises(errors.JSONNestingError) as info:
         jsonio.loads(text, what="the thing")
     assert info.value.code == DECODING_FAILURE
     assert (
         str(info.value) == f"the thing is nested deeper than {jsonio.MAX_DEPTH} levels of arrays and objects"
     )
-    assert isinstance(info.value, jsonio.JSONDecodeError)
+    assert isinstance(info.value, errors.JSONDecodeError)
 
 
 def test_many_brackets_that_do_not_nest_are_fine() -> None:
@@ -98,7 +98,7 @@ def test_read_file_refuses_what_is_not_a_bounded_regular_file(
     path = tmp_path / "entry"
     (tmp_path / "elsewhere").write_text("{}")
     make(path)  # type: ignore[operator]
-    with pytest.raises(fileio.UnreadableFile) as info:
+    with pytest.raises(errors.UnreadableFile) as info:
         fileio.read_file(str(path), **kwargs)  # type: ignore[arg-type]
     assert info.value.strerror == reason
     assert str(info.value) == f"{path} {reason}"

@@ -19,7 +19,7 @@ removed), so the runtime's follow-up DEL retries exactly those.
 
 from __future__ import annotations
 
-from pymultus import paths
+from pymultus import errors, paths
 from pymultus.attach import routes
 from pymultus.attach.context import Call, EventKind
 from pymultus.attach.model import Attachment
@@ -27,7 +27,7 @@ from pymultus.attach.resolve import resolve
 from pymultus.attach.runtime import check_capabilities, runtime_conf
 from pymultus.cni import cache
 from pymultus.cni.result import Result
-from pymultus.errors import ContainerBusy, InterfaceExists, InvalidEnvironment, MultusError, NetworkForbidden
+from pymultus.errors import MultusError
 from pymultus.store import delegates as store
 
 TYPE_CHECKING = False
@@ -50,7 +50,7 @@ def add(call: Call) -> dict[str, object]:
 def _refuse_if_attached(call: Call) -> None:
     path = store.entry_path(call.conf.cni_dir, call.request.container_id)
     if paths.lexists(path):
-        raise InterfaceExists(
+        raise errors.InterfaceExists(
             f"container {call.request.container_id} is already attached; DEL it before adding it again",
             details=f"delegate list {path}",
         )
@@ -79,7 +79,7 @@ def _add(call: Call, lock: ContainerLock) -> dict[str, object]:
             source=call.deps.pods,
             on_missing_network=lambda reason, message: call.event(EventKind.WARNING, reason, message),
         )
-    except NetworkForbidden as exc:
+    except errors.NetworkForbidden as exc:
         call.event(EventKind.WARNING, "NetworkForbidden", exc.msg)
         raise
     attachments = resolution.attachments
@@ -98,7 +98,7 @@ def _add(call: Call, lock: ContainerLock) -> dict[str, object]:
     if problem:
         # Checked before anything is written, so a bad CNI_NETNS (not a netns, or the host's own)
         # changes nothing on the host.
-        raise InvalidEnvironment(
+        raise errors.InvalidEnvironment(
             f'CNI_NETNS "{call.request.netns}" {problem}', details=f"container {call.request.container_id}"
         )
     if any(attachment.resource_name or attachment.device_id for attachment in attachments):
@@ -122,7 +122,7 @@ def _add(call: Call, lock: ContainerLock) -> dict[str, object]:
             called = False
             try:
                 if call.deps.netns.interface_exists(call.request.netns, attachment.ifname):
-                    raise InterfaceExists(
+                    raise errors.InterfaceExists(
                         f'interface "{attachment.ifname}" already exists in the pod network namespace',
                         details=f"network {attachment.name}; netns {call.request.netns}",
                     )
@@ -246,7 +246,7 @@ def _failed(call: Call, lock: ContainerLock, attachment: Attachment, exc: Multus
     or ContainerBusy (code 11) when a DEL stopped it (its delegate then died of SIGKILL)."""
     where = f'network "{attachment.name}" ({attachment.ifname})'
     if lock.cancelled():
-        exc = ContainerBusy(
+        exc = errors.ContainerBusy(
             f"{call.subject} was not attached to {where}: a DEL of container "
             f"{call.request.container_id} arrived during the ADD, which was stopped and rolled back",
             details=exc.msg,

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pymultus import logfmt
+from pymultus import errors, logfmt
 from pymultus.attach.model import PodRef
 from pymultus.cni.chain import CNIConfig
 from pymultus.cni.spec import DEL
-from pymultus.errors import PodUidMismatch
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -178,7 +177,7 @@ class Call:
                     self._pod = self.deps.pods.get_pod(
                         self.pod_ref.namespace, self.pod_ref.name, uid=self.pod_ref.uid or None
                     )
-                except PodUidMismatch as exc:
+                except errors.PodUidMismatch as exc:
                     if self.request.command != DEL:
                         raise
                     self.log("warning", f"{exc.msg}; deleting without the pod")

@@ -30,11 +30,12 @@ What DEL guarantees (docs/troubleshooting.md, "What DEL guarantees"):
 
 from __future__ import annotations
 
+from pymultus import errors
 from pymultus.attach.model import Attachment
 from pymultus.attach.runtime import runtime_conf
 from pymultus.cni import cache as result_cache
 from pymultus.cni import netconf
-from pymultus.errors import DelegateFailed, IOFailure, MultusError, PluginNotFound
+from pymultus.errors import MultusError
 from pymultus.store import delegates as store
 from pymultus.store import deleted
 
@@ -59,7 +60,7 @@ def delete(call: Call) -> None:
             if debug:
                 trace.delegate_sent(call, attachment, rt)
             cni.del_network_list(attachment.network, rt)
-        except PluginNotFound as exc:
+        except errors.PluginNotFound as exc:
             if certain and _was_added(call, attachment):
                 # Its ADD completed (libcni cached the result): an interface and a lease exist
                 # that only this plugin can remove. Report it and keep it recorded.
@@ -180,7 +181,7 @@ def _from_result_caches(call: Call) -> tuple[list[Attachment], list[tuple[str, s
         entries = result_cache.list_attachments(
             cni_dir, container_id=container_id, on_corrupt=lambda path, why: unusable.append((path, why))
         )
-    except IOFailure as exc:
+    except errors.IOFailure as exc:
         call.log("error", f"{exc.msg}; the result caches cannot be used")
         return [], []
     attachments: list[Attachment] = []
@@ -250,4 +251,4 @@ def _summary(call: Call, failures: list[tuple[Attachment, MultusError]]) -> Mult
         message = f'{call.subject} cannot be detached from network "{first_attachment.name}": {first.msg}'
     else:
         message = f"{call.subject} cannot be detached from {len(failures)} networks"
-    return DelegateFailed(message, code=first.code, details=names, delegate=first_attachment.name)
+    return errors.DelegateFailed(message, code=first.code, details=names, delegate=first_attachment.name)

@@ -19,6 +19,7 @@ after the lock is let go, so a DEL never waits for the API server.
 
 from __future__ import annotations
 
+from pymultus import errors
 from pymultus.attach.context import Call, EventKind
 from pymultus.attach.model import Attachment
 from pymultus.attach.runtime import runtime_conf, search_path
@@ -26,7 +27,7 @@ from pymultus.cni import cache
 from pymultus.cni.chain import CNIConfig
 from pymultus.cni.request import CniRequest
 from pymultus.cni.result import Result
-from pymultus.errors import InterfaceExists, MultusError
+from pymultus.errors import MultusError
 from pymultus.store import delegates as store
 from pymultus.store.locks import ContainerLock
 
@@ -197,7 +198,7 @@ class _Operation:
         netns = call.request.netns
         lock.raise_if_cancelled()
         if self._exists(attachment.ifname):
-            raise InterfaceExists(
+            raise errors.InterfaceExists(
                 f'interface "{attachment.ifname}" already exists in the pod network namespace',
                 details=f"network {attachment.name}; netns {netns}",
             )

@@ -15,10 +15,10 @@ Every problem raises before anything is done (all or nothing, as for ADD).
 
 from __future__ import annotations
 
+from pymultus import errors
 from pymultus.attach.context import EventKind
 from pymultus.attach.model import Attachment
 from pymultus.attach.runtime import check_capabilities
-from pymultus.errors import InterfaceExists, InvalidConfig
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 _PARAMETERS = ("cniArgs", "capabilityArgs", "defaultRoute")
 
 
-class ParametersChanged(InvalidConfig):
+class ParametersChanged(errors.InvalidConfig):
     """A network of the annotation asks for other parameters than its running attachment."""
 
 
@@ -71,7 +71,7 @@ def plan(
     _name(call, to_add, kept)
     for attachment, _ in to_add:
         if attachment.resource_name or attachment.device_id:
-            raise InvalidConfig(
+            raise errors.InvalidConfig(
                 f"network {attachment.name} needs a device (resourceName/deviceID): devices are "
                 "allocated when the pod starts and cannot be hot-plugged",
                 details=f"pod {call.pod_ref}",
@@ -88,7 +88,7 @@ def _name(call: Call, to_add: list[tuple[Attachment, bool]], kept: set[str]) -> 
     for attachment, named in to_add:
         if named:
             if attachment.ifname in kept:
-                raise InterfaceExists(
+                raise errors.InterfaceExists(
                     f'interface "{attachment.ifname}" asked for network {attachment.name} '
                     "is already used by another attachment of the pod",
                     details=f"pod {call.pod_ref}",

@@ -6,12 +6,13 @@ network while ignoring the runtime's ``cni.dev/valid-attachments`` (reference §
 
 from __future__ import annotations
 
+from pymultus import errors
 from pymultus.attach.delete import delete
 from pymultus.attach.model import Attachment, PodRef
 from pymultus.attach.resolve import resolve
 from pymultus.attach.runtime import runtime_conf
 from pymultus.cni import spec
-from pymultus.errors import DelegateFailed, InvalidConfig, MultusError, UnknownContainer
+from pymultus.errors import MultusError
 from pymultus.store import delegates as store
 
 TYPE_CHECKING = False
@@ -23,7 +24,7 @@ def check(call: Call) -> None:
     """Every saved attachment's interface must exist, and every delegate's CHECK must pass."""
     record = store.load(call.conf.cni_dir, call.request.container_id)
     if record is None:
-        raise UnknownContainer(
+        raise errors.UnknownContainer(
             f"container {call.request.container_id} has no attachments to check",
             details="CHECK before ADD or after DEL",
         )
@@ -31,7 +32,7 @@ def check(call: Call) -> None:
     cni = call.cni()
     for attachment in attachments:
         if not call.deps.netns.interface_exists(call.request.netns, attachment.ifname):
-            raise InvalidConfig(
+            raise errors.InvalidConfig(
                 f'interface "{attachment.ifname}" of network {attachment.name} is missing '
                 "from the pod network namespace",
                 details=f"netns {call.request.netns}",
@@ -109,7 +110,7 @@ def gc(call: Call) -> None:
             failures.append(exc)
     if failures:
         first = failures[0]
-        raise DelegateFailed(
+        raise errors.DelegateFailed(
             f"GC finished with {len(failures)} failure(s); first: {first.msg}",
             code=first.code,
             details="; ".join(f"code {f.code}: {f.msg}" for f in failures),

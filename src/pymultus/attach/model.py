@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from pymultus import errors
 from pymultus.cni import netconf
-from pymultus.errors import InvalidEnvironment
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,7 +33,9 @@ class PodRef:
         name = request.arg(POD_NAME) or ""
         if bool(namespace) != bool(name):
             missing = POD_NAME if namespace else POD_NAMESPACE
-            raise InvalidEnvironment(f"CNI_ARGS has no {missing} although it names the pod's other half")
+            raise errors.InvalidEnvironment(
+                f"CNI_ARGS has no {missing} although it names the pod's other half"
+            )
         return cls(namespace, name, request.arg(POD_UID) or "", request.arg(POD_INFRA_CONTAINER_ID) or "")
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from pymultus.errors import DefaultNetworkNotReady
+from pymultus import errors
 
 POLL_INTERVAL = 0.25
 
@@ -18,7 +18,7 @@ def wait_for_default_network(path: str, timeout: float, *, sleep: object = None)
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
         if time.monotonic() >= deadline:
-            raise DefaultNetworkNotReady(
+            raise errors.DefaultNetworkNotReady(
                 f"the default network is not ready: {path} did not appear within {timeout:g} s",
                 details="have you checked that your default network is ready? (readinessindicatorfile)",
             )

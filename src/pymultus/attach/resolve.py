@@ -11,15 +11,10 @@ from __future__ import annotations
 
 import posix
 
-from pymultus import jsonio, paths
+from pymultus import errors, jsonio, paths
 from pymultus.attach.model import Attachment, PodRef
 from pymultus.cni import netconf
-from pymultus.errors import (
-    InvalidConfig,
-    MultusError,
-    NetworkForbidden,
-    NetworkNotFound,
-)
+from pymultus.errors import MultusError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -135,7 +130,7 @@ def _inline_delegates(conf: MultusConf) -> list[Attachment]:
         try:
             network = netconf.load_bytes(jsonio.dumpb(delegate))
         except MultusError as exc:
-            raise InvalidConfig(
+            raise errors.InvalidConfig(
                 f"delegate {index} of the multus configuration is invalid: {exc.msg}"
             ) from exc
         attachments.append(Attachment(name=network.name, network=network))
@@ -160,7 +155,7 @@ def _network_by_reference(
                 return attachment
         found = _find_in_dir(conf.conf_dir, reference)
         if found is None:
-            raise NetworkNotFound(
+            raise errors.NetworkNotFound(
                 f'network "{reference}" is neither a NetworkAttachmentDefinition in namespace '
                 f'"{conf.multus_namespace}" nor a configuration named so in {conf.conf_dir}'
             )
@@ -169,11 +164,11 @@ def _network_by_reference(
         files = netconf.conf_files(reference)
         files = [path for path in files if not path.endswith(".json")]
         if not files:
-            raise NetworkNotFound(f'network directory "{reference}" holds no .conf or .conflist file')
+            raise errors.NetworkNotFound(f'network directory "{reference}" holds no .conf or .conflist file')
         network = netconf.load_file(files[0])
         return Attachment(name=network.name, network=network)
     if not paths.exists(reference):
-        raise NetworkNotFound(f'network configuration file "{reference}" does not exist')
+        raise errors.NetworkNotFound(f'network configuration file "{reference}" does not exist')
     network = netconf.load_file(reference)
     return Attachment(name=network.name, network=network)
 
@@ -205,7 +200,7 @@ def _from_nad(
 ) -> Attachment:
     namespace = selection.namespace or conf.multus_namespace
     if source is None:
-        raise NetworkNotFound(
+        raise errors.NetworkNotFound(
             f'network "{namespace}/{selection.name}" cannot be looked up: '
             "no Kubernetes API and no manifests directory is configured"
         )
@@ -214,7 +209,7 @@ def _from_nad(
         message = f"cannot find a network-attachment-definition ({selection.name}) in namespace ({namespace})"
         if on_missing_network is not None:
             on_missing_network("NoNetworkFound", message)
-        raise NetworkNotFound(message, details=f"network {namespace}/{selection.name}")
+        raise errors.NetworkNotFound(message, details=f"network {namespace}/{selection.name}")
     network = nad_network(nad, namespace, selection.name, conf.conf_dir)
     attachment = Attachment(name=f"{namespace}/{selection.name}", network=network)
     _apply_resource_name(attachment, nad)
@@ -230,19 +225,19 @@ def nad_network(nad: KubeObject, namespace: str, name: str, conf_dir: str) -> ne
                 config, what=f"spec.config of NetworkAttachmentDefinition {namespace}/{name}"
             )
         except MultusError as exc:
-            raise InvalidConfig(exc.msg, details=f"network {namespace}/{name}") from exc
+            raise errors.InvalidConfig(exc.msg, details=f"network {namespace}/{name}") from exc
         if not document.get("name"):
             document["name"] = name  # NPWG §3.4.2: inject the NAD name
         try:
             return netconf.load_bytes(jsonio.dumpb(document), source=f"nad:{namespace}/{name}")
         except MultusError as exc:
-            raise InvalidConfig(
+            raise errors.InvalidConfig(
                 f"NetworkAttachmentDefinition {namespace}/{name} has an invalid spec.config: {exc.msg}",
                 details=exc.details,
             ) from exc
     found = _find_in_dir(conf_dir, name)
     if found is None:
-        raise NetworkNotFound(
+        raise errors.NetworkNotFound(
             f"NetworkAttachmentDefinition {namespace}/{name} has no spec.config and {conf_dir} "
             f'holds no configuration named "{name}"'
         )
@@ -264,7 +259,7 @@ def _check_isolation(selection: NetworkSelection, conf: MultusConf, pod_ref: Pod
         return
     if namespace in conf.global_namespaces:
         return
-    raise NetworkForbidden(
+    raise errors.NetworkForbidden(
         f"namespace isolation is enabled: pod {pod_ref} may not use network {namespace}/{selection.name} "
         f"from namespace {namespace}",
         details=f"allowed namespaces: {pod_ref.namespace}, {', '.join(conf.global_namespaces)}",
@@ -352,7 +347,7 @@ def _assign_interface_names(networks: list[Attachment], runtime_ifname: str) -> 
             attachment.ifname = runtime_ifname if attachment.is_master else f"net{index}"
         previous = owners.get(attachment.ifname)
         if previous is not None:
-            raise InvalidConfig(
+            raise errors.InvalidConfig(
                 f'interface name "{attachment.ifname}" is requested twice, '
                 f"by {previous} and by {attachment.name}",
                 details="give each attachment its own interface name",
@@ -372,7 +367,7 @@ def _decide_default_routes(networks: list[Attachment]) -> None:
             gateways[ipaddress.ip_address(gateway).version].append(f"{gateway} ({attachment.name})")
     for family, found in gateways.items():
         if len(found) > 1:
-            raise InvalidConfig(
+            raise errors.InvalidConfig(
                 f"default-route asks for {len(found)} IPv{family} default gateways ({', '.join(found)}); "
                 "at most one per IP family is supported (no ECMP)"
             )

@@ -8,9 +8,9 @@ network declares as a capability is reported (warning) or refused (``strictCapab
 
 from __future__ import annotations
 
+from pymultus import errors
 from pymultus.attach.model import POD_INFRA_CONTAINER_ID, POD_NAME, POD_NAMESPACE, POD_UID
 from pymultus.cni.chain import RuntimeConf
-from pymultus.errors import MissingCapability
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def check_capabilities(conf: MultusConf, attachment: Attachment) -> str:
             f"{_ALSO_IN_CNI_ARGS[name]}=" for name in carried
         )
     if conf.strict_capabilities:
-        raise MissingCapability(
+        raise errors.MissingCapability(
             f"network {attachment.name} declares no capability for the requested {', '.join(missing)}",
             details="strictCapabilities is set; declare the capability in a plugin of the network "
             "or remove the request",

@@ -8,11 +8,12 @@ imports only the use case it runs: the CNI executables start twice per pod.
 
 from __future__ import annotations
 
+from pymultus import errors
 from pymultus.attach.context import Call, Deps
 from pymultus.attach.model import Attachment
 from pymultus.attach.runtime import runtime_conf
 from pymultus.cni import netconf, spec
-from pymultus.errors import InvalidEnvironment, MultusError
+from pymultus.errors import MultusError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def _handle(call: Call) -> dict[str, object] | None:
             call
         )
         return None
-    raise InvalidEnvironment(f'CNI_COMMAND "{command}" is not handled by multus')
+    raise errors.InvalidEnvironment(f'CNI_COMMAND "{command}" is not handled by multus')
 
 
 def handle_delegate(
@@ -102,7 +103,7 @@ def handle_delegate(
     if command == spec.CHECK:
         cni.check_network_list(attachment.network, rt)
         return None
-    raise InvalidEnvironment(f'CNI_COMMAND "{command}" is not supported by the delegate API')
+    raise errors.InvalidEnvironment(f'CNI_COMMAND "{command}" is not supported by the delegate API')
 
 
 def _delegate_attachment(

@@ -12,9 +12,8 @@ from __future__ import annotations
 import binascii
 import posix
 
-from pymultus import fileio, jsonio, paths
+from pymultus import errors, fileio, jsonio, paths
 from pymultus.cni import spec
-from pymultus.errors import IOFailure
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -111,7 +110,7 @@ def write(cache_dir: str, entry: CachedAttachment) -> None:
         # (without prevResult) when the caller knows the attachment, as Multus's delegate list.
         fileio.write_atomically(path, jsonio.dumpb(entry.to_json()), sync_dir=False)
     except OSError as exc:
-        raise IOFailure(f"cannot write the CNI result cache {path}: {exc.strerror}") from exc
+        raise errors.IOFailure(f"cannot write the CNI result cache {path}: {exc.strerror}") from exc
 
 
 def read(
@@ -132,12 +131,12 @@ def read(
         data = fileio.read_file(path, follow_symlinks=False)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    except fileio.UnreadableFile as exc:  # a directory, device, FIFO, symlink or a huge file
+    except errors.UnreadableFile as exc:  # a directory, device, FIFO, symlink or a huge file
         if on_corrupt is not None:
             on_corrupt(path, str(exc.strerror))
         return None
     except OSError as exc:
-        raise IOFailure(f"cannot read the CNI result cache {path}: {exc.strerror}") from exc
+        raise errors.IOFailure(f"cannot read the CNI result cache {path}: {exc.strerror}") from exc
     entry, reason = _decode(data, network=network, container_id=container_id, ifname=ifname)
     if entry is None and on_corrupt is not None:
         on_corrupt(path, reason)
@@ -157,7 +156,7 @@ def remove(cache_dir: str, network: str, container_id: str, ifname: str) -> bool
         # unlink on a read-only file system fails with EROFS before it looks the name up.
         if not paths.lexists(path):
             return False
-        raise IOFailure(f"cannot remove the CNI result cache {path}: {exc.strerror}") from exc
+        raise errors.IOFailure(f"cannot remove the CNI result cache {path}: {exc.strerror}") from exc
     return True
 
 
@@ -179,7 +178,7 @@ def list_attachments(
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as exc:
-        raise IOFailure(f"cannot list the CNI result cache {directory}: {exc.strerror}") from exc
+        raise errors.IOFailure(f"cannot list the CNI result cache {directory}: {exc.strerror}") from exc
     found: list[CachedAttachment] = []
     for name in names:
         if name.startswith("."):
@@ -223,7 +222,7 @@ def _decode(
     """(entry, "") or (None, reason)."""
     try:
         doc = jsonio.loads_object(data, what="CNI result cache entry")
-    except jsonio.JSONDecodeError as exc:
+    except errors.JSONDecodeError as exc:
         return None, str(exc)
     if doc.get("kind") != KIND_V1:
         # libcni's legacy form: the file is the result itself.

@@ -16,12 +16,12 @@ on (CNI spec 1.1 §3: "capabilities must not be passed on"; libcni leaves it in)
 
 from __future__ import annotations
 
-from pymultus import jsonio
+from pymultus import errors, jsonio
 from pymultus.cni import cache, spec
 from pymultus.cni.invoke import find_plugin
 from pymultus.cni.request import format_cni_args
 from pymultus.cni.result import Result
-from pymultus.errors import DecodingError, IncompatibleVersion, InvalidEnvironment, IOFailure, MultusError
+from pymultus.errors import MultusError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class CNIConfig:
 
     def check_network_list(self, net: NetworkConfig, rt: RuntimeConf) -> None:
         if not spec.version_at_least(net.cni_version, "0.4.0"):
-            raise IncompatibleVersion(
+            raise errors.IncompatibleVersion(
                 f"configuration version {net.cni_version!r} of network {net.name!r} does not support CHECK"
             )
         if net.disable_check:
@@ -130,7 +130,7 @@ class CNIConfig:
         cache_dir = self._cache_dir(rt)
         try:
             entry = cache.read(cache_dir, net.name, rt.container_id, rt.ifname)
-        except IOFailure:
+        except errors.IOFailure:
             entry = None  # unreadable: DEL goes on without it (Multus #948/#1087)
         if entry is not None and not rt.capability_args and entry.capability_args:
             # Deliberate difference from libcni: a caller that gives no capability args gets the
@@ -141,7 +141,7 @@ class CNIConfig:
         if entry is not None and entry.result is not None and spec.version_at_least(net.cni_version, "0.4.0"):
             try:
                 cached = Result.parse(entry.result, net.cni_version)
-            except (DecodingError, IncompatibleVersion):
+            except (errors.DecodingError, errors.IncompatibleVersion):
                 cache.remove(cache_dir, net.name, rt.container_id, rt.ifname)
         for plugin, path in zip(reversed(net.plugins), reversed(paths), strict=True):
             self._exec(spec.DEL, net, plugin, path, rt=rt, prev=cached)
@@ -153,12 +153,12 @@ class CNIConfig:
         if net.disable_gc:
             return
         spec.validate_network_name(net.name)
-        errors: list[MultusError] = []
+        failures: list[MultusError] = []
         keep = {(item.get("containerID"), item.get("ifname")) for item in valid or ()}
         try:
             cached = cache.list_attachments(self.cache_dir, net.name)
-        except IOFailure as exc:
-            errors.append(exc)
+        except errors.IOFailure as exc:
+            failures.append(exc)
             cached = []
         for entry in cached:
             if (entry.container_id, entry.ifname) in keep:
@@ -174,7 +174,7 @@ class CNIConfig:
                 self.del_network_list(net, stale)
             except MultusError as exc:
                 exc.details = _join(f"stale attachment {entry.container_id}/{entry.ifname}", exc.details)
-                errors.append(exc)
+                failures.append(exc)
         if spec.version_at_least(net.cni_version, "1.1.0"):
             extra: dict[str, object] = {}
             if valid is not None:
@@ -185,9 +185,9 @@ class CNIConfig:
                     path = self._find(plugin)
                     self._exec(spec.GC, net, plugin, path, rt=None, prev=None, extra=extra)
                 except MultusError as exc:
-                    errors.append(exc)
-        if errors:
-            raise _combine(errors, f"GC of network {net.name!r}")
+                    failures.append(exc)
+        if failures:
+            raise _combine(failures, f"GC of network {net.name!r}")
 
     def get_status_network_list(self, net: NetworkConfig) -> None:
         if not spec.version_at_least(net.cni_version, "1.1.0"):
@@ -208,7 +208,7 @@ class CNIConfig:
             return None
         try:
             return Result.parse(entry.result, net.cni_version)
-        except (DecodingError, IncompatibleVersion):
+        except (errors.DecodingError, errors.IncompatibleVersion):
             if strict:
                 raise
             return None
@@ -301,14 +301,14 @@ def _validate(net: NetworkConfig, rt: RuntimeConf, *, need_netns: bool) -> None:
     spec.validate_container_id(rt.container_id)
     spec.validate_ifname(rt.ifname)
     if need_netns and not rt.netns:
-        raise InvalidEnvironment("CNI_NETNS is empty or missing")
+        raise errors.InvalidEnvironment("CNI_NETNS is empty or missing")
 
 
 def _parse_result(answer: bytes, net: NetworkConfig, plugin: dict[str, object]) -> Result:
     name = plugin.get("type")
     try:
         return Result.parse(jsonio.loads_object(answer, what=f"result of plugin {name!r}"), net.cni_version)
-    except (DecodingError, IncompatibleVersion) as exc:
+    except (errors.DecodingError, errors.IncompatibleVersion) as exc:
         exc.details = _join(f"network {net.name!r} plugin {name!r} (ADD)", exc.details)
         raise
 
@@ -317,12 +317,12 @@ def _join(context: str, details: str) -> str:
     return f"{context}; {details}" if details else context
 
 
-def _combine(errors: list[MultusError], what: str) -> MultusError:
-    if len(errors) == 1:
-        return errors[0]
-    first = errors[0]
+def _combine(failures: list[MultusError], what: str) -> MultusError:
+    if len(failures) == 1:
+        return failures[0]
+    first = failures[0]
     return MultusError(
-        f"{len(errors)} errors during {what}; the first: {first.msg}",
+        f"{len(failures)} errors during {what}; the first: {first.msg}",
         code=first.code,
-        details=" | ".join(f"[{err.code}] {err.msg} ({err.details})" for err in errors),
+        details=" | ".join(f"[{err.code}] {err.msg} ({err.details})" for err in failures),
     )

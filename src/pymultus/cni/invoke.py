@@ -14,15 +14,8 @@ import posix
 import select
 import time
 
-from pymultus import jsonio, paths
-from pymultus.errors import (
-    INTERNAL,
-    DelegateFailed,
-    DelegateTimeout,
-    IOFailure,
-    PluginNotFound,
-    error_from_cni,
-)
+from pymultus import errors, jsonio, paths
+from pymultus.errors import INTERNAL, error_from_cni
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -65,7 +58,7 @@ def find_plugin(plugin_type: str, search_path: Sequence[str], *, root: str | Non
     is a symlink (``/opt/cni/bin/bridge -> /usr/lib/cni/bridge``) is followed inside that root;
     the daemon's own container has no ``/usr/lib/cni``."""
     if not plugin_type or "/" in plugin_type or plugin_type.startswith(".") or "\0" in plugin_type:
-        raise PluginNotFound(f"plugin type {plugin_type!r} is not a valid plugin name")
+        raise errors.PluginNotFound(f"plugin type {plugin_type!r} is not a valid plugin name")
     for directory in search_path:
         if not directory:
             continue
@@ -74,7 +67,7 @@ def find_plugin(plugin_type: str, search_path: Sequence[str], *, root: str | Non
             return candidate
         if root is not None and _runs_in_root(candidate, root):
             return candidate
-    raise PluginNotFound(
+    raise errors.PluginNotFound(
         f"plugin {plugin_type!r} was not found in the CNI plugin path",
         details=f"searched: {':'.join(search_path) or '(empty)'}",
     )
@@ -233,10 +226,12 @@ def _spawn(
                 delay *= 2
                 continue
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                raise PluginNotFound(f"plugin {name!r} does not exist at {argv[0]}") from exc
+                raise errors.PluginNotFound(f"plugin {name!r} does not exist at {argv[0]}") from exc
             if exc.errno == errno.EACCES:
-                raise PluginNotFound(f"plugin {name!r} at {argv[0]} is not executable") from exc
-            raise IOFailure(f"cannot execute plugin {name!r}: {exc.strerror}", details=argv[0]) from exc
+                raise errors.PluginNotFound(f"plugin {name!r} at {argv[0]} is not executable") from exc
+            raise errors.IOFailure(
+                f"cannot execute plugin {name!r}: {exc.strerror}", details=argv[0]
+            ) from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -273,7 +268,7 @@ def _communicate(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 status = _kill(pid)
-                raise DelegateTimeout(
+                raise errors.DelegateTimeout(
                     f"plugin {name!r} did not finish within {limit:g} s and was killed",
                     details=_excerpt(b"".join(chunks[err_r])),
                 )
@@ -302,7 +297,7 @@ def _communicate(
         reaped = _wait(pid, deadline, pidfd)
         if reaped is None:
             status = _kill(pid)
-            raise DelegateTimeout(
+            raise errors.DelegateTimeout(
                 f"plugin {name!r} did not finish within {limit:g} s and was killed",
                 details=_excerpt(b"".join(chunks[err_r])),
             )
@@ -367,17 +362,17 @@ def _excerpt(data: bytes) -> str:
     return text
 
 
-def _failure(name: str, output: PluginOutput) -> DelegateFailed:
+def _failure(name: str, output: PluginOutput) -> errors.DelegateFailed:
     """The plugin's own CNI error (its code preserved), with its stderr in ``details``."""
     stderr = _excerpt(output.stderr)
     if output.status < 0:
-        error = DelegateFailed(
+        error = errors.DelegateFailed(
             f"plugin {name!r} was killed by signal {-output.status}", code=INTERNAL, delegate=name
         )
     else:
         try:
             answer: object = jsonio.loads(output.stdout, what=f"output of plugin {name!r}")
-        except jsonio.JSONDecodeError:
+        except errors.JSONDecodeError:
             answer = None
         fallback = f"plugin {name!r} failed with exit status {output.status}"
         error = error_from_cni(answer, fallback_msg=fallback, delegate=name)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import posix
 
-from pymultus import fileio, jsonio, paths
+from pymultus import errors, fileio, jsonio, paths
 from pymultus.cni import spec
-from pymultus.errors import IncompatibleVersion, InvalidConfig, IOFailure
 
 CONF_EXTENSIONS = (".conf", ".conflist", ".json")
 _TRUE_STRINGS = frozenset(("1", "t", "T", "TRUE", "true", "True"))
@@ -91,7 +90,7 @@ class NetworkConfig:
 
     def with_cni_version(self, version: str) -> NetworkConfig:
         if not spec.is_supported(version):
-            raise IncompatibleVersion(f"CNI version {version!r} is not supported")
+            raise errors.IncompatibleVersion(f"CNI version {version!r} is not supported")
         if self.is_list:
             raw = dict(self.raw)
             raw["cniVersion"] = version
@@ -124,7 +123,7 @@ def _from_document(doc: dict[str, object], *, source: str | None, allow_empty: b
     where = f" in {source}" if source else ""
     name = doc.get("name", "")
     if not isinstance(name, str):
-        raise InvalidConfig(f"network configuration field 'name' must be a string{where}")
+        raise errors.InvalidConfig(f"network configuration field 'name' must be a string{where}")
     if name:
         spec.validate_network_name(name)
     version = _select_version(doc, where)
@@ -134,9 +133,9 @@ def _from_document(doc: dict[str, object], *, source: str | None, allow_empty: b
     if "plugins" in doc:
         raw_plugins = doc["plugins"]
         if not isinstance(raw_plugins, list):
-            raise InvalidConfig(f"network configuration field 'plugins' must be a list{where}")
+            raise errors.InvalidConfig(f"network configuration field 'plugins' must be a list{where}")
         if not raw_plugins and not allow_empty:
-            raise InvalidConfig(f"network configuration list {name!r} has no plugins{where}")
+            raise errors.InvalidConfig(f"network configuration list {name!r} has no plugins{where}")
         plugins = [_check_plugin(plugin, index, where) for index, plugin in enumerate(raw_plugins)]
         return NetworkConfig(
             name=name,
@@ -167,15 +166,17 @@ def _select_version(doc: dict[str, object], where: str) -> str:
     """cniVersion, or the highest supported entry of cniVersions (CNI spec 1.1 §"Configuration")."""
     version = doc.get("cniVersion")
     if version is not None and not isinstance(version, str):
-        raise InvalidConfig(f"network configuration field 'cniVersion' must be a string{where}")
+        raise errors.InvalidConfig(f"network configuration field 'cniVersion' must be a string{where}")
     versions = doc.get("cniVersions")
     if versions is not None:
         if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
-            raise InvalidConfig(f"network configuration field 'cniVersions' must be a list of strings{where}")
+            raise errors.InvalidConfig(
+                f"network configuration field 'cniVersions' must be a list of strings{where}"
+            )
         candidates = list(versions) + ([version] if version else [])
         best = spec.highest_supported(candidates)
         if best is None:
-            raise IncompatibleVersion(
+            raise errors.IncompatibleVersion(
                 f"none of the configuration's CNI versions {candidates} is supported{where}",
                 details=f"supported: {', '.join(spec.SUPPORTED_VERSIONS)}",
             )
@@ -183,7 +184,7 @@ def _select_version(doc: dict[str, object], where: str) -> str:
     if not version:
         return spec.DEFAULT_CONFIG_VERSION
     if not spec.is_supported(version):
-        raise IncompatibleVersion(
+        raise errors.IncompatibleVersion(
             f"CNI version {version!r} of the network configuration is not supported{where}",
             details=f"supported: {', '.join(spec.SUPPORTED_VERSIONS)}",
         )
@@ -200,19 +201,19 @@ def _flag(doc: dict[str, object], key: str, where: str) -> bool:
             return True
         if value in _FALSE_STRINGS:
             return False
-    raise InvalidConfig(f"network configuration field {key!r} must be a boolean, not {value!r}{where}")
+    raise errors.InvalidConfig(f"network configuration field {key!r} must be a boolean, not {value!r}{where}")
 
 
 def _check_plugin(plugin: object, index: int | None, where: str) -> dict[str, object]:
     label = "network configuration" if index is None else f"plugin {index} of the network configuration"
     if not isinstance(plugin, dict):
-        raise InvalidConfig(f"{label} must be a JSON object{where}")
+        raise errors.InvalidConfig(f"{label} must be a JSON object{where}")
     plugin_type = plugin.get("type")
     if not isinstance(plugin_type, str) or not plugin_type:
-        raise InvalidConfig(f"{label} has no 'type'{where}")
+        raise errors.InvalidConfig(f"{label} has no 'type'{where}")
     caps = plugin.get("capabilities")
     if caps is not None and not isinstance(caps, dict):
-        raise InvalidConfig(f"{label} field 'capabilities' must be an object{where}")
+        raise errors.InvalidConfig(f"{label} field 'capabilities' must be an object{where}")
     return plugin
 
 
@@ -220,7 +221,7 @@ def read_file(path: str) -> bytes:
     try:
         return fileio.read_file(path)
     except OSError as exc:
-        raise IOFailure(f"cannot read network configuration {path}: {exc.strerror}") from exc
+        raise errors.IOFailure(f"cannot read network configuration {path}: {exc.strerror}") from exc
 
 
 def load_file(path: str) -> NetworkConfig:
@@ -231,7 +232,7 @@ def load_file(path: str) -> NetworkConfig:
     if net.is_list and not net.load_only_inlined_plugins and net.name:
         net.plugins = net.plugins + _subdirectory_plugins(paths.join(paths.dirname(path), net.name))
     if not net.plugins:
-        raise InvalidConfig(f"network configuration list {net.name!r} has no plugins in {path}")
+        raise errors.InvalidConfig(f"network configuration list {net.name!r} has no plugins in {path}")
     return net
 
 
@@ -241,7 +242,7 @@ def _subdirectory_plugins(directory: str) -> list[dict[str, object]]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as exc:
-        raise IOFailure(f"cannot list plugin directory {directory}: {exc.strerror}") from exc
+        raise errors.IOFailure(f"cannot list plugin directory {directory}: {exc.strerror}") from exc
     plugins: list[dict[str, object]] = []
     for entry in names:
         path = paths.join(directory, entry)
@@ -259,7 +260,9 @@ def conf_files(directory: str, extensions: tuple[str, ...] = CONF_EXTENSIONS) ->
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as exc:
-        raise IOFailure(f"cannot list network configuration directory {directory}: {exc.strerror}") from exc
+        raise errors.IOFailure(
+            f"cannot list network configuration directory {directory}: {exc.strerror}"
+        ) from exc
     return [
         paths.join(directory, name)
         for name in names
@@ -278,7 +281,12 @@ def load_by_name(
     for path in conf_files(directory):
         try:
             net = load_file(path)
-        except (InvalidConfig, IncompatibleVersion, IOFailure, jsonio.JSONDecodeError) as exc:
+        except (
+            errors.InvalidConfig,
+            errors.IncompatibleVersion,
+            errors.IOFailure,
+            errors.JSONDecodeError,
+        ) as exc:
             if _declares_name(path, name):
                 raise  # the network asked for exists but is invalid: say why, not "not found"
             if skipped is not None:
@@ -292,6 +300,6 @@ def load_by_name(
 def _declares_name(path: str, name: str) -> bool:
     try:
         doc = jsonio.loads(read_file(path))
-    except (IOFailure, jsonio.JSONDecodeError):
+    except (errors.IOFailure, errors.JSONDecodeError):
         return False
     return isinstance(doc, dict) and doc.get("name") == name

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from pymultus import errors
 from pymultus.cni import spec
-from pymultus.errors import InvalidEnvironment
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,11 +28,13 @@ def _check_value(name: str, value: str) -> None:
     """A value a delegate can be given in its environment. A real process environment cannot
     hold anything else, but the thick daemon's ``/cni`` body is JSON and can."""
     if "\x00" in value:
-        raise InvalidEnvironment(f"{name} contains a NUL character")
+        raise errors.InvalidEnvironment(f"{name} contains a NUL character")
     try:
         value.encode("utf-8", "surrogateescape")  # what os.fsencode does for execve
     except UnicodeEncodeError:
-        raise InvalidEnvironment(f"{name} contains a lone surrogate, which is not valid text") from None
+        raise errors.InvalidEnvironment(
+            f"{name} contains a lone surrogate, which is not valid text"
+        ) from None
 
 
 def parse_cni_args(raw: str) -> list[tuple[str, str]]:
@@ -45,7 +47,9 @@ def parse_cni_args(raw: str) -> list[tuple[str, str]]:
             continue
         key, sep, value = segment.partition("=")
         if not sep or not key or key.strip() != key:
-            raise InvalidEnvironment(f"CNI_ARGS has the malformed pair {segment!r}; expected KEY=VALUE")
+            raise errors.InvalidEnvironment(
+                f"CNI_ARGS has the malformed pair {segment!r}; expected KEY=VALUE"
+            )
         pairs.append((key, value))
     return pairs
 
@@ -88,13 +92,13 @@ class CniRequest:
     def from_env(cls, env: Mapping[str, str], stdin: bytes) -> CniRequest:
         command = env.get("CNI_COMMAND", "")
         if not command:
-            raise InvalidEnvironment("CNI_COMMAND is not set")
+            raise errors.InvalidEnvironment("CNI_COMMAND is not set")
         required = REQUIRED_ENV.get(command)
         if required is None:
-            raise InvalidEnvironment(f"CNI_COMMAND {command!r} is not a known CNI command")
+            raise errors.InvalidEnvironment(f"CNI_COMMAND {command!r} is not a known CNI command")
         missing = [name for name in required if not env.get(name)]
         if missing:
-            raise InvalidEnvironment(
+            raise errors.InvalidEnvironment(
                 f"required environment variable{'s' if len(missing) > 1 else ''} "
                 f"{', '.join(missing)} missing for {command}"
             )

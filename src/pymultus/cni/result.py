@@ -17,8 +17,8 @@ the 1.1 interface fields. Deliberate difference: the 1.1 route fields are droppe
 
 from __future__ import annotations
 
+from pymultus import errors
 from pymultus.cni import spec
-from pymultus.errors import DecodingError, IncompatibleVersion
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ _GENERATION = {
 def _generation(version: str) -> int:
     generation = _GENERATION.get(version)
     if generation is None:
-        raise IncompatibleVersion(
+        raise errors.IncompatibleVersion(
             f"CNI result version {version!r} is not supported",
             details=f"supported: {', '.join(spec.SUPPORTED_VERSIONS)}",
         )
@@ -60,10 +60,10 @@ def _str(obj: Mapping[str, object], key: str, where: str, *, required: bool = Fa
     value = obj.get(key)
     if value is None:
         if required:
-            raise DecodingError(f"CNI result field {where}.{key} is missing")
+            raise errors.DecodingError(f"CNI result field {where}.{key} is missing")
         return ""
     if not isinstance(value, str):
-        raise DecodingError(f"CNI result field {where}.{key} must be a string")
+        raise errors.DecodingError(f"CNI result field {where}.{key} must be a string")
     return value
 
 
@@ -72,7 +72,7 @@ def _int(obj: Mapping[str, object], key: str, where: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise DecodingError(f"CNI result field {where}.{key} must be an integer")
+        raise errors.DecodingError(f"CNI result field {where}.{key} must be an integer")
     return value
 
 
@@ -81,7 +81,7 @@ def _list(obj: Mapping[str, object], key: str, where: str) -> list[object]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise DecodingError(f"CNI result field {where}.{key} must be a list")
+        raise errors.DecodingError(f"CNI result field {where}.{key} must be a list")
     return value
 
 
@@ -91,14 +91,14 @@ def _same_slots(a: object, b: object) -> bool:
 
 def _obj(value: object, where: str) -> Mapping[str, object]:
     if not isinstance(value, dict):
-        raise DecodingError(f"CNI result field {where} must be an object")
+        raise errors.DecodingError(f"CNI result field {where} must be an object")
     return value
 
 
 def _strings(obj: Mapping[str, object], key: str, where: str) -> list[str]:
     values = _list(obj, key, where)
     if not all(isinstance(v, str) for v in values):
-        raise DecodingError(f"CNI result field {where}.{key} must be a list of strings")
+        raise errors.DecodingError(f"CNI result field {where}.{key} must be a list of strings")
     return [str(v) for v in values]
 
 
@@ -187,10 +187,12 @@ class IPConfig:
         obj = _obj(value, where)
         address = _str(obj, "address", where, required=True)
         if "/" not in address:
-            raise DecodingError(f"CNI result field {where}.address {address!r} is not in CIDR notation")
+            raise errors.DecodingError(
+                f"CNI result field {where}.address {address!r} is not in CIDR notation"
+            )
         interface = _int(obj, "interface", where)
         if interface is not None and interface < 0:
-            raise DecodingError(f"CNI result field {where}.interface must not be negative")
+            raise errors.DecodingError(f"CNI result field {where}.interface must not be negative")
         return cls(address, _str(obj, "gateway", where) or None, interface)
 
     def emit(self, generation: int) -> dict[str, object]:
@@ -361,13 +363,13 @@ class Result:
         """A result of any version; a missing ``cniVersion`` takes ``version`` (libcni's
         ``fixupResultVersion``: plugins answer in the version of their configuration)."""
         if not isinstance(obj, dict):
-            raise DecodingError("CNI result must be a JSON object")
+            raise errors.DecodingError("CNI result must be a JSON object")
         declared = obj.get("cniVersion")
         if declared is not None and not isinstance(declared, str):
-            raise DecodingError("CNI result field cniVersion must be a string")
+            raise errors.DecodingError("CNI result field cniVersion must be a string")
         effective = declared or version
         if not effective:
-            raise DecodingError("CNI result has no cniVersion")
+            raise errors.DecodingError("CNI result has no cniVersion")
         generation = _generation(effective)
         if generation == _GEN_LEGACY:
             return cls._parse_legacy(obj)
@@ -392,7 +394,7 @@ class Result:
             block = _obj(value, key)
             address = _str(block, "ip", key, required=True)
             if "/" not in address:
-                raise DecodingError(f"CNI result field {key}.ip {address!r} is not in CIDR notation")
+                raise errors.DecodingError(f"CNI result field {key}.ip {address!r} is not in CIDR notation")
             result.ips.append(IPConfig(address, _str(block, "gateway", key) or None))
             for i, route in enumerate(_list(block, "routes", key)):
                 result.routes.append(Route.parse(route, f"{key}.routes[{i}]", _GEN_LEGACY))
@@ -428,7 +430,9 @@ class Result:
             if ip4 is not None and ip6 is not None:
                 break
         if ip4 is None and ip6 is None:
-            raise IncompatibleVersion(f"a result without IP addresses cannot be expressed in CNI {version}")
+            raise errors.IncompatibleVersion(
+                f"a result without IP addresses cannot be expressed in CNI {version}"
+            )
         for route in self.routes:
             target = ip4 if _is_ipv4(route.dst) else ip6
             if target is not None:

@@ -7,10 +7,10 @@ in the version they want printed, or None for commands without output.
 
 from __future__ import annotations
 
-from pymultus import jsonio
+from pymultus import errors, jsonio
 from pymultus.cni import spec
 from pymultus.cni.request import CniRequest
-from pymultus.errors import INTERNAL, IncompatibleVersion, InvalidEnvironment, MultusError
+from pymultus.errors import INTERNAL, MultusError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,12 +50,12 @@ def serve(
         error_version = _config_version(stdin, supported_versions)
         minimum = spec.MIN_VERSION_FOR_COMMAND.get(command)
         if minimum is not None and not spec.version_at_least(error_version, minimum):
-            raise IncompatibleVersion(f"config version {error_version!r} does not allow {command}")
+            raise errors.IncompatibleVersion(f"config version {error_version!r} does not allow {command}")
         handler = handlers.get(command)
         if handler is None:
             if command in (spec.GC, spec.STATUS):
                 return 0  # nothing to collect, always ready: what a plugin without them means
-            raise InvalidEnvironment(f"this plugin does not implement CNI_COMMAND {command}")
+            raise errors.InvalidEnvironment(f"this plugin does not implement CNI_COMMAND {command}")
         answer = handler(request)
         if answer is not None:
             _emit(stdout, answer)
@@ -81,7 +81,7 @@ def _declared_version(stdin: bytes) -> str | None:
     if version is None or version == "":
         return None
     if not isinstance(version, str):
-        raise IncompatibleVersion("the cniVersion of the configuration on stdin must be a string")
+        raise errors.IncompatibleVersion("the cniVersion of the configuration on stdin must be a string")
     return version
 
 
@@ -91,7 +91,7 @@ def _requested_version(stdin: bytes, supported: tuple[str, ...]) -> str:
     if version is None:
         return spec.highest_supported(list(supported), supported) or spec.CURRENT_VERSION
     if version not in supported:
-        raise IncompatibleVersion(
+        raise errors.IncompatibleVersion(
             f"CNI version {version!r} is not supported by this plugin",
             details=f"supported: {', '.join(supported)}",
         )
@@ -101,7 +101,7 @@ def _requested_version(stdin: bytes, supported: tuple[str, ...]) -> str:
 def _config_version(stdin: bytes, supported: tuple[str, ...]) -> str:
     version = _declared_version(stdin) or spec.DEFAULT_CONFIG_VERSION
     if version not in supported:
-        raise IncompatibleVersion(
+        raise errors.IncompatibleVersion(
             f"incompatible CNI versions: the config is {version!r}, this plugin supports "
             f"{', '.join(supported)}"
         )

@@ -6,7 +6,7 @@ equivalents of libcni's ``pkg/utils`` regular expressions.
 
 from __future__ import annotations
 
-from pymultus.errors import IncompatibleVersion, InvalidConfig, InvalidEnvironment
+from pymultus import errors
 
 ADD = "ADD"
 DEL = "DEL"
@@ -42,7 +42,7 @@ def parse_version(version: str) -> tuple[int, int, int]:
         return cached
     parts = version.split(".") if isinstance(version, str) else []
     if not 1 <= len(parts) <= 3 or not all(p.isdigit() and p.isascii() for p in parts):
-        raise IncompatibleVersion(f"CNI version {version!r} is not a valid version number")
+        raise errors.IncompatibleVersion(f"CNI version {version!r} is not a valid version number")
     numbers = [int(p) for p in parts] + [0] * (3 - len(parts))
     parsed = (numbers[0], numbers[1], numbers[2])
     _version_cache[version] = parsed
@@ -74,9 +74,9 @@ def _is_identifier(value: str) -> bool:
 def validate_container_id(value: object) -> str:
     """CNI_CONTAINERID must be non-empty, start alphanumeric, then ``[A-Za-z0-9_.-]``."""
     if not isinstance(value, str) or not value:
-        raise InvalidEnvironment("CNI_CONTAINERID is empty or missing")
+        raise errors.InvalidEnvironment("CNI_CONTAINERID is empty or missing")
     if not _is_identifier(value):
-        raise InvalidEnvironment(
+        raise errors.InvalidEnvironment(
             f"CNI_CONTAINERID {value!r} is invalid: it must start with a letter or digit "
             "and contain only letters, digits, '_', '.' and '-'"
         )
@@ -86,23 +86,23 @@ def validate_container_id(value: object) -> str:
 def validate_ifname(value: object) -> str:
     """CNI_IFNAME: at most 15 bytes, not ``.``/``..``, no ``/``, ``:`` or whitespace (libcni rules)."""
     if not isinstance(value, str) or not value:
-        raise InvalidEnvironment("CNI_IFNAME is empty or missing")
+        raise errors.InvalidEnvironment("CNI_IFNAME is empty or missing")
     if len(value.encode("utf-8", "surrogateescape")) > IFNAME_MAX_BYTES:
-        raise InvalidEnvironment(f"CNI_IFNAME {value!r} is longer than {IFNAME_MAX_BYTES} bytes")
+        raise errors.InvalidEnvironment(f"CNI_IFNAME {value!r} is longer than {IFNAME_MAX_BYTES} bytes")
     if value in (".", ".."):
-        raise InvalidEnvironment(f"CNI_IFNAME {value!r} is not a valid interface name")
+        raise errors.InvalidEnvironment(f"CNI_IFNAME {value!r} is not a valid interface name")
     for char in value:
         if char in "/:" or char.isspace():
-            raise InvalidEnvironment(f"CNI_IFNAME {value!r} contains the invalid character {char!r}")
+            raise errors.InvalidEnvironment(f"CNI_IFNAME {value!r} contains the invalid character {char!r}")
     return value
 
 
 def validate_network_name(value: object) -> str:
     """A network name matches ``^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`` (it becomes part of cache paths)."""
     if not isinstance(value, str) or not value:
-        raise InvalidConfig("network configuration has no name")
+        raise errors.InvalidConfig("network configuration has no name")
     if not _is_identifier(value):
-        raise InvalidConfig(
+        raise errors.InvalidConfig(
             f"network name {value!r} is invalid: it must start with a letter or digit "
             "and contain only letters, digits, '_', '.' and '-'"
         )

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import os
 
-from pymultus import fileio
-from pymultus.errors import InvalidConfig
+from pymultus import errors, fileio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,9 +73,11 @@ def find_primary_conf(
     own = tuple(own_names)
     if master_name:
         if "/" in master_name or master_name in (".", ".."):
-            raise InvalidConfig(f"master CNI file name {master_name!r} must be a file name, not a path")
+            raise errors.InvalidConfig(
+                f"master CNI file name {master_name!r} must be a file name, not a path"
+            )
         if master_name in own or master_name.startswith(OWN_PREFIX):
-            raise InvalidConfig(f"master CNI file name {master_name!r} is pymultus's own conf")
+            raise errors.InvalidConfig(f"master CNI file name {master_name!r} is pymultus's own conf")
         path = os.path.join(conf_dir, master_name)
         return path if os.path.isfile(path) else None
     try:
@@ -84,7 +85,7 @@ def find_primary_conf(
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise InvalidConfig(f"cannot list the CNI conf directory {conf_dir}: {exc.strerror}") from exc
+        raise errors.InvalidConfig(f"cannot list the CNI conf directory {conf_dir}: {exc.strerror}") from exc
     for name in names:
         if not name.endswith(CONF_EXTENSIONS) or name in own or name.startswith(OWN_PREFIX):
             continue
@@ -121,7 +122,7 @@ def parse_version(version: str, *, what: str = "cniVersion") -> tuple[int, int, 
     """``"0.3.1"`` -> ``(0, 3, 1)``; a clear error naming ``what`` otherwise."""
     parts = version.split(".")
     if len(parts) != 3 or not all(p.isdigit() and p.isascii() for p in parts):
-        raise InvalidConfig(f"{what} {version!r} is not a version of the form MAJOR.MINOR.PATCH")
+        raise errors.InvalidConfig(f"{what} {version!r} is not a version of the form MAJOR.MINOR.PATCH")
     return int(parts[0]), int(parts[1]), int(parts[2])
 
 
@@ -130,27 +131,29 @@ def load_primary(primary_path: str) -> dict[str, object]:
     try:
         data = fileio.read_file(primary_path)
     except OSError as exc:
-        raise InvalidConfig(f"cannot read the primary CNI conf {primary_path}: {exc.strerror}") from exc
+        raise errors.InvalidConfig(
+            f"cannot read the primary CNI conf {primary_path}: {exc.strerror}"
+        ) from exc
     from pymultus import jsonio
 
     try:
         conf = jsonio.loads_object(data, what=f"primary CNI conf {primary_path}")
-    except jsonio.JSONDecodeError as exc:
-        raise InvalidConfig(exc.msg) from exc
+    except errors.JSONDecodeError as exc:
+        raise errors.InvalidConfig(exc.msg) from exc
     version = conf.get("cniVersion")
     if not isinstance(version, str) or not version:
-        raise InvalidConfig(f"primary CNI conf {primary_path} has no cniVersion")
+        raise errors.InvalidConfig(f"primary CNI conf {primary_path} has no cniVersion")
     parse_version(version, what=f"cniVersion of {primary_path}")
     if "plugins" in conf:
         plugins = conf["plugins"]
         if not isinstance(plugins, list) or not plugins or not all(isinstance(p, dict) for p in plugins):
-            raise InvalidConfig(
+            raise errors.InvalidConfig(
                 f"primary CNI conf {primary_path}: plugins must be a non-empty list of objects"
             )
     elif not isinstance(conf.get("type"), str) or not conf.get("type"):
-        raise InvalidConfig(f"primary CNI conf {primary_path} has neither a type nor a plugins list")
+        raise errors.InvalidConfig(f"primary CNI conf {primary_path} has neither a type nor a plugins list")
     if any(p.get("type") in OWN_TYPES for p in _plugins(conf)):
-        raise InvalidConfig(f"primary CNI conf {primary_path} is a Multus conf; refusing to wrap it")
+        raise errors.InvalidConfig(f"primary CNI conf {primary_path} is a Multus conf; refusing to wrap it")
     return conf
 
 
@@ -185,20 +188,20 @@ def build_multus_conf(
     container where the host's ``/etc/cni/net.d`` is mounted elsewhere); default ``primary_path``.
     """
     if plugin_type not in OWN_TYPES:
-        raise InvalidConfig(f"plugin type {plugin_type!r} must be one of {', '.join(OWN_TYPES)}")
+        raise errors.InvalidConfig(f"plugin type {plugin_type!r} must be one of {', '.join(OWN_TYPES)}")
     primary = load_primary(primary_path)
     primary_version = str(primary["cniVersion"])
     version = primary_version
     wanted = options.get("cniVersion")
     force = options.get("forceCNIVersion", False)
     if not isinstance(force, bool):
-        raise InvalidConfig("forceCNIVersion must be a boolean")
+        raise errors.InvalidConfig("forceCNIVersion must be a boolean")
     if wanted not in (None, ""):
         if not isinstance(wanted, str):
-            raise InvalidConfig("cniVersion must be a string")
+            raise errors.InvalidConfig("cniVersion must be a string")
         parse_version(wanted)
         if wanted != primary_version and not force:
-            raise InvalidConfig(
+            raise errors.InvalidConfig(
                 f"cniVersion {wanted} differs from {primary_version} of the primary CNI conf "
                 f"{primary_path}; set forceCNIVersion to use it anyway"
             )
@@ -207,11 +210,11 @@ def build_multus_conf(
     name = DEFAULT_NETWORK_NAME
     override_name = options.get("overrideNetworkName", False)
     if not isinstance(override_name, bool):
-        raise InvalidConfig("overrideNetworkName must be a boolean")
+        raise errors.InvalidConfig("overrideNetworkName must be a boolean")
     if override_name:
         primary_name = primary.get("name")
         if not isinstance(primary_name, str) or not primary_name:
-            raise InvalidConfig(f"overrideNetworkName is set but {primary_path} has no name")
+            raise errors.InvalidConfig(f"overrideNetworkName is set but {primary_path} has no name")
         name = primary_name
 
     plugin: dict[str, object] = {"type": plugin_type}
@@ -219,7 +222,7 @@ def build_multus_conf(
     extra_caps = options.get("capabilities")
     if extra_caps is not None:
         if not isinstance(extra_caps, dict) or not all(isinstance(v, bool) for v in extra_caps.values()):
-            raise InvalidConfig("capabilities must be an object of booleans")
+            raise errors.InvalidConfig("capabilities must be an object of booleans")
         caps.update({k: True for k, v in extra_caps.items() if v})
     if caps:
         plugin["capabilities"] = dict(sorted(caps.items()))
@@ -228,18 +231,18 @@ def build_multus_conf(
         if value is None or (plugin_type == "multus-shim" and key in _SHIM_DROPPED):
             continue
         if not isinstance(value, types):
-            raise InvalidConfig(f"{key} must be a {_type_name(types)}, not {type(value).__name__}")
+            raise errors.InvalidConfig(f"{key} must be a {_type_name(types)}, not {type(value).__name__}")
         if value == "":
             continue  # an empty flag value means "not set", as in the Go entrypoint
         if key == "logLevel" and value not in LOG_LEVELS:
-            raise InvalidConfig(f"logLevel {value!r} must be one of {', '.join(LOG_LEVELS)}")
+            raise errors.InvalidConfig(f"logLevel {value!r} must be one of {', '.join(LOG_LEVELS)}")
         plugin[key] = value
     if plugin_type == "multus-shim" and "daemonSocketDir" not in plugin:
         # The shim must look where the daemon listens: without this key it looks in /run/multus/
         # whatever the daemon's socketDir (a Go Multus gap).
         socket_dir = options.get("socketDir")
         if socket_dir is not None and not isinstance(socket_dir, str):
-            raise InvalidConfig(f"socketDir must be a string, not {type(socket_dir).__name__}")
+            raise errors.InvalidConfig(f"socketDir must be a string, not {type(socket_dir).__name__}")
         if socket_dir:
             plugin["daemonSocketDir"] = socket_dir
     plugin["clusterNetwork"] = cluster_network or primary_path

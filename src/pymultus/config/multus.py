@@ -8,8 +8,7 @@ touches the file system, logging or the network — the entry points do that aft
 
 from __future__ import annotations
 
-from pymultus import jsonio
-from pymultus.errors import DecodingError, IncompatibleVersion, InvalidConfig
+from pymultus import errors, jsonio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -135,7 +134,7 @@ def parse_multus_conf(data: bytes, *, overrides: Mapping[str, object] | None = N
     """
     try:
         doc = jsonio.loads_object(data, what="the multus network configuration")
-    except DecodingError:
+    except errors.DecodingError:
         raise
     if overrides:
         doc = _apply_overrides(doc, overrides)
@@ -160,7 +159,9 @@ def _from_document(doc: dict[str, object]) -> MultusConf:
     plugins = doc.get("plugins")
     if plugins is not None:
         if not isinstance(plugins, list) or not plugins or not isinstance(plugins[0], dict):
-            raise InvalidConfig('"plugins" of the multus configuration must be a non-empty list of objects')
+            raise errors.InvalidConfig(
+                '"plugins" of the multus configuration must be a non-empty list of objects'
+            )
         plugin = dict(plugins[0])
         for key in ("cniVersion", "name"):
             if key in doc and key not in plugin:
@@ -177,7 +178,7 @@ def _from_document(doc: dict[str, object]) -> MultusConf:
     conf.default_networks = _str_list(plugin, "defaultNetworks")
     conf.delegates = _delegates(plugin)
     if not conf.cluster_network and not conf.delegates:
-        raise InvalidConfig(
+        raise errors.InvalidConfig(
             'the multus configuration needs "clusterNetwork" or at least one entry in "delegates"'
         )
     if conf.cluster_network:
@@ -189,7 +190,7 @@ def _from_document(doc: dict[str, object]) -> MultusConf:
     conf.log_file = _str(plugin, "logFile", "")
     conf.log_level = _str(plugin, "logLevel", "panic").lower() or "panic"
     if conf.log_level not in LOG_LEVELS:
-        raise InvalidConfig(
+        raise errors.InvalidConfig(
             f'"logLevel" of the multus configuration is "{conf.log_level}"; '
             f"expected one of {', '.join(LOG_LEVELS)}"
         )
@@ -217,10 +218,12 @@ def _from_document(doc: dict[str, object]) -> MultusConf:
     conf.retry_delete_on_error = _bool(plugin, "retryDeleteOnError", False)
     conf.auxiliary_cni_chain_name = _str(plugin, "auxiliaryCNIChainName", "")
     if conf.auxiliary_cni_chain_name and "/" not in conf.cluster_network:
-        raise InvalidConfig('"auxiliaryCNIChainName" needs "clusterNetwork" to be a file or directory path')
+        raise errors.InvalidConfig(
+            '"auxiliaryCNIChainName" needs "clusterNetwork" to be a file or directory path'
+        )
     prev = plugin.get("prevResult")
     if prev is not None and not isinstance(prev, dict):
-        raise InvalidConfig('"prevResult" of the multus configuration must be an object')
+        raise errors.InvalidConfig('"prevResult" of the multus configuration must be an object')
     conf.prev_result = prev
     conf.valid_attachments = _valid_attachments(plugin)
     conf.daemon_socket_dir = _path(plugin, "daemonSocketDir", DEFAULT_SOCKET_DIR)
@@ -235,11 +238,11 @@ def _from_document(doc: dict[str, object]) -> MultusConf:
 def _cni_version(doc: Mapping[str, object]) -> str:
     version = doc.get("cniVersion", "")
     if not isinstance(version, str):
-        raise InvalidConfig('"cniVersion" of the multus configuration must be a string')
+        raise errors.InvalidConfig('"cniVersion" of the multus configuration must be a string')
     if version == "":
         return "0.1.0"  # libcni's default for a conf without cniVersion
     if version not in KNOWN_CNI_VERSIONS:
-        raise IncompatibleVersion(
+        raise errors.IncompatibleVersion(
             f'"cniVersion" "{version}" of the multus configuration is not supported; '
             f"supported: {', '.join(KNOWN_CNI_VERSIONS)}"
         )
@@ -251,7 +254,7 @@ def _str(doc: Mapping[str, object], key: str, default: str) -> str:
     if value is None:
         return default
     if not isinstance(value, str):
-        raise InvalidConfig(
+        raise errors.InvalidConfig(
             f'"{key}" of the multus configuration must be a string, not {jsonio.kind_of(value)}'
         )
     return value
@@ -260,7 +263,7 @@ def _str(doc: Mapping[str, object], key: str, default: str) -> str:
 def _path(doc: Mapping[str, object], key: str, default: str) -> str:
     value = _str(doc, key, default) or default
     if "\x00" in value:
-        raise InvalidConfig(f'"{key}" of the multus configuration contains a NUL byte')
+        raise errors.InvalidConfig(f'"{key}" of the multus configuration contains a NUL byte')
     return value
 
 
@@ -272,7 +275,7 @@ def _bool(doc: Mapping[str, object], key: str, default: bool) -> bool:
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"  # libcni accepts "true"/"false" strings for its booleans
-    raise InvalidConfig(
+    raise errors.InvalidConfig(
         f'"{key}" of the multus configuration must be true or false, not {jsonio.kind_of(value)}'
     )
 
@@ -280,7 +283,9 @@ def _bool(doc: Mapping[str, object], key: str, default: bool) -> bool:
 def _seconds(doc: Mapping[str, object], key: str, default: float) -> float:
     value = doc.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
-        raise InvalidConfig(f'"{key}" of the multus configuration must be a number of seconds in (0, 3600]')
+        raise errors.InvalidConfig(
+            f'"{key}" of the multus configuration must be a number of seconds in (0, 3600]'
+        )
     return float(value)
 
 
@@ -289,7 +294,7 @@ def _str_list(doc: Mapping[str, object], key: str) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
-        raise InvalidConfig(f'"{key}" of the multus configuration must be a list of non-empty strings')
+        raise errors.InvalidConfig(f'"{key}" of the multus configuration must be a list of non-empty strings')
     return list(value)
 
 
@@ -298,7 +303,7 @@ def _object(doc: Mapping[str, object], key: str) -> dict[str, object]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise InvalidConfig(
+        raise errors.InvalidConfig(
             f'"{key}" of the multus configuration must be an object, not {jsonio.kind_of(value)}'
         )
     return dict(value)
@@ -309,12 +314,14 @@ def _delegates(doc: Mapping[str, object]) -> list[dict[str, object]]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise InvalidConfig('"delegates" of the multus configuration must be a list of CNI configurations')
+        raise errors.InvalidConfig(
+            '"delegates" of the multus configuration must be a list of CNI configurations'
+        )
     for index, item in enumerate(value):
         if not isinstance(item, dict):
-            raise InvalidConfig(f"delegate {index} of the multus configuration must be a JSON object")
+            raise errors.InvalidConfig(f"delegate {index} of the multus configuration must be a JSON object")
         if "type" not in item and "plugins" not in item:
-            raise InvalidConfig(
+            raise errors.InvalidConfig(
                 f'delegate {index} of the multus configuration has neither "type" nor "plugins"'
             )
     return [dict(item) for item in value]
@@ -324,7 +331,9 @@ def _capabilities(doc: Mapping[str, object]) -> dict[str, bool]:
     value = _object(doc, "capabilities")
     for key, enabled in value.items():
         if not isinstance(enabled, bool):
-            raise InvalidConfig(f'capability "{key}" of the multus configuration must be true or false')
+            raise errors.InvalidConfig(
+                f'capability "{key}" of the multus configuration must be true or false'
+            )
     return {key: bool(enabled) for key, enabled in value.items()}
 
 
@@ -335,14 +344,16 @@ def _log_options(doc: Mapping[str, object]) -> LogOptions:
         if key in value:
             number = value[key]
             if isinstance(number, bool) or not isinstance(number, int) or number < 0:
-                raise InvalidConfig(
+                raise errors.InvalidConfig(
                     f'"logOptions.{key}" of the multus configuration must be a whole number >= 0'
                 )
             setattr(options, attr, number)
     if "compress" in value:
         compress = value["compress"]
         if not isinstance(compress, bool):
-            raise InvalidConfig('"logOptions.compress" of the multus configuration must be true or false')
+            raise errors.InvalidConfig(
+                '"logOptions.compress" of the multus configuration must be true or false'
+            )
         options.compress = compress
     return options
 
@@ -352,5 +363,7 @@ def _valid_attachments(doc: Mapping[str, object]) -> list[dict[str, object]] | N
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise InvalidConfig('"cni.dev/valid-attachments" must be a list of {"containerID","ifname"} objects')
+        raise errors.InvalidConfig(
+            '"cni.dev/valid-attachments" must be a list of {"containerID","ifname"} objects'
+        )
     return [dict(item) for item in value]

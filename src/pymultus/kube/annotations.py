@@ -33,8 +33,7 @@ Hot path: no ``re``/``json``/``typing``/``ipaddress``; addresses are checked wit
 
 from __future__ import annotations
 
-from pymultus import jsonio
-from pymultus.errors import InvalidAnnotation
+from pymultus import errors, jsonio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -177,7 +176,7 @@ def parse_default_network(value: str, *, default_namespace: str) -> NetworkSelec
     networks = _parse(value, default_namespace=default_namespace, what=what)
     if len(networks) != 1:
         got = "none" if not networks else f"{len(networks)}"
-        raise InvalidAnnotation(
+        raise errors.InvalidAnnotation(
             f"{what} must name exactly one network, got {got}", details=f"{what}={value!r}"
         )
     return networks[0]
@@ -189,10 +188,10 @@ def parse_default_network(value: str, *, default_namespace: str) -> NetworkSelec
 
 def _parse(value: str, *, default_namespace: str, what: str) -> list[NetworkSelection]:
     if not isinstance(value, str):
-        raise InvalidAnnotation(f"{what} must be a string, not {type(value).__name__}")
+        raise errors.InvalidAnnotation(f"{what} must be a string, not {type(value).__name__}")
     if not value.strip(_TRIM):
         if what == DEFAULT_NETWORK_ANNOTATION:
-            raise InvalidAnnotation(f"{what} is empty; it must name one network")
+            raise errors.InvalidAnnotation(f"{what} is empty; it must name one network")
         return []
     if "[" in value or "{" in value or '"' in value:
         return _parse_json(value, default_namespace=default_namespace, what=what)
@@ -205,8 +204,8 @@ def _parse(value: str, *, default_namespace: str, what: str) -> list[NetworkSele
 def _parse_item(item: str, position: int, *, default_namespace: str, what: str) -> NetworkSelection:
     text = item.strip(_TRIM)
 
-    def fail(reason: str) -> InvalidAnnotation:
-        return InvalidAnnotation(
+    def fail(reason: str) -> errors.InvalidAnnotation:
+        return errors.InvalidAnnotation(
             f'network {position} of {what} ("{_clip(text)}"): {reason}', details=f"{what}={item!r}"
         )
 
@@ -251,10 +250,10 @@ def _parse_item(item: str, position: int, *, default_namespace: str, what: str) 
 def _parse_json(value: str, *, default_namespace: str, what: str) -> list[NetworkSelection]:
     try:
         doc = jsonio.loads(value, what=what)
-    except jsonio.JSONDecodeError as exc:
-        raise InvalidAnnotation(f"{exc.msg}", details=f"{what}={value!r}") from None
+    except errors.JSONDecodeError as exc:
+        raise errors.InvalidAnnotation(f"{exc.msg}", details=f"{what}={value!r}") from None
     if not isinstance(doc, list):
-        raise InvalidAnnotation(
+        raise errors.InvalidAnnotation(
             f"{what} in JSON form must be a list of network selection objects, not {jsonio.kind_of(doc)}",
             details=f"{what}={value!r}",
         )
@@ -266,14 +265,14 @@ def _parse_json(value: str, *, default_namespace: str, what: str) -> list[Networ
 
 def _parse_element(element: object, position: int, *, default_namespace: str, what: str) -> NetworkSelection:
     if not isinstance(element, dict):
-        raise InvalidAnnotation(
+        raise errors.InvalidAnnotation(
             f"network {position} of {what} must be a JSON object, not {jsonio.kind_of(element)}",
             details=f"{what} element {position}={jsonio.dumps(element)}",
         )
     label = _element_label(element)
 
-    def fail(reason: str) -> InvalidAnnotation:
-        return InvalidAnnotation(
+    def fail(reason: str) -> errors.InvalidAnnotation:
+        return errors.InvalidAnnotation(
             f"network {position} of {what} ({label}): {reason}",
             details=f"{what} element {position}={_clip(jsonio.dumps(element), 400)}",
         )
@@ -370,7 +369,7 @@ def _fields(element: dict[str, object]) -> dict[str, object]:
 
 
 def _optional_str(
-    fields: dict[str, object], key: str, fail: Callable[[str], InvalidAnnotation]
+    fields: dict[str, object], key: str, fail: Callable[[str], errors.InvalidAnnotation]
 ) -> str | None:
     val = fields.get(key)
     if val is None:
@@ -381,7 +380,7 @@ def _optional_str(
 
 
 def _optional_str_list(
-    fields: dict[str, object], key: str, fail: Callable[[str], InvalidAnnotation]
+    fields: dict[str, object], key: str, fail: Callable[[str], errors.InvalidAnnotation]
 ) -> list[str] | None:
     val = fields.get(key)
     if val is None:
@@ -395,7 +394,7 @@ def _optional_str_list(
 
 
 def _optional_object(
-    fields: dict[str, object], key: str, fail: Callable[[str], InvalidAnnotation]
+    fields: dict[str, object], key: str, fail: Callable[[str], errors.InvalidAnnotation]
 ) -> dict[str, object] | None:
     val = fields.get(key)
     if val is None:
@@ -406,7 +405,7 @@ def _optional_object(
 
 
 def _port_mappings(
-    fields: dict[str, object], fail: Callable[[str], InvalidAnnotation]
+    fields: dict[str, object], fail: Callable[[str], errors.InvalidAnnotation]
 ) -> list[dict[str, object]] | None:
     val = fields.get("portMappings")
     if val is None:
@@ -430,7 +429,7 @@ def _port_mappings(
 
 
 def _bandwidth(
-    fields: dict[str, object], fail: Callable[[str], InvalidAnnotation]
+    fields: dict[str, object], fail: Callable[[str], errors.InvalidAnnotation]
 ) -> dict[str, object] | None:
     val = _optional_object(fields, "bandwidth", fail)
     if val is None:

@@ -22,8 +22,7 @@ from __future__ import annotations
 import binascii
 import posix
 
-from pymultus import jsonio, paths
-from pymultus.errors import InvalidConfig, InvalidEnvironment, IOFailure
+from pymultus import errors, jsonio, paths
 from pymultus.fileio import read_file
 from pymultus.kube import http
 
@@ -91,7 +90,7 @@ class Credentials:
         if tls_server_name is not None and (not tls_server_name or tls_server_name.startswith(".")):
             # OpenSSL would refuse it at the first connection, as a ValueError, not a config error.
             where = source or server
-            raise InvalidConfig(f"tls-server-name {tls_server_name!r} in {where} is not a host name")
+            raise errors.InvalidConfig(f"tls-server-name {tls_server_name!r} in {where} is not a host name")
         self.tls_server_name = tls_server_name
         self.client_cert_file = client_cert_file
         self.client_key_file = client_key_file
@@ -113,7 +112,7 @@ class Credentials:
             except OSError as exc:
                 if self.token:  # client-go falls back to the static token as well
                     return f"Bearer {self.token}"
-                raise IOFailure(
+                raise errors.IOFailure(
                     f"cannot read the Kubernetes token file {self.token_file}: {exc.strerror or exc}"
                 ) from exc
             if token:
@@ -137,7 +136,7 @@ class Credentials:
         try:
             ctx = http.tls_client_context()  # verification of chain and host name/IP: on
         except ImportError as exc:  # a Python built without OpenSSL
-            raise InvalidConfig(
+            raise errors.InvalidConfig(
                 f"{self.server} from {self.source} needs TLS, which this Python lacks"
             ) from exc
         try:
@@ -160,7 +159,7 @@ class Credentials:
                         read_file(path)
                 ctx.load_cert_chain(self.client_cert_file, self.client_key_file or None)
         except (OSError, ValueError) as exc:  # SSLError is an OSError
-            raise InvalidConfig(
+            raise errors.InvalidConfig(
                 f"TLS settings for the Kubernetes API from {self.source} are unusable: {exc}"
             ) from exc
         return ctx
@@ -172,24 +171,26 @@ def parse_server_url(url: str, *, source: str = "") -> tuple[str, str, int, str]
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if not sep or scheme not in ("https", "http"):
-        raise InvalidConfig(f"Kubernetes API server URL {url!r}{where} must start with https:// or http://")
+        raise errors.InvalidConfig(
+            f"Kubernetes API server URL {url!r}{where} must start with https:// or http://"
+        )
     authority, slash, path = rest.partition("/")
     base_path = ("/" + path).rstrip("/") if slash else ""
     if "@" in authority or "?" in authority or "#" in authority:
-        raise InvalidConfig(f"Kubernetes API server URL {url!r}{where} has an unsupported authority")
+        raise errors.InvalidConfig(f"Kubernetes API server URL {url!r}{where} has an unsupported authority")
     port_text = ""
     if authority.startswith("["):
         host, bracket, after = authority[1:].partition("]")
         if not bracket or (after and not after.startswith(":")):
-            raise InvalidConfig(f"Kubernetes API server URL {url!r}{where} has a malformed IPv6 host")
+            raise errors.InvalidConfig(f"Kubernetes API server URL {url!r}{where} has a malformed IPv6 host")
         port_text = after[1:]
     else:
         host, _, port_text = authority.partition(":")
     if not host:
-        raise InvalidConfig(f"Kubernetes API server URL {url!r}{where} has no host")
+        raise errors.InvalidConfig(f"Kubernetes API server URL {url!r}{where} has no host")
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise InvalidConfig(f"Kubernetes API server URL {url!r}{where} has an invalid port")
+            raise errors.InvalidConfig(f"Kubernetes API server URL {url!r}{where} has an invalid port")
         port = int(port_text)
     else:
         port = 443 if scheme == "https" else 80
@@ -201,7 +202,7 @@ def load_kubeconfig(path: str, *, context: str | None = None) -> Credentials:
     try:
         data = read_file(path)
     except OSError as exc:
-        raise InvalidConfig(f"cannot read kubeconfig {path}: {exc.strerror or exc}") from exc
+        raise errors.InvalidConfig(f"cannot read kubeconfig {path}: {exc.strerror or exc}") from exc
     return parse_kubeconfig(data, path=path, context=context)
 
 
@@ -211,11 +212,11 @@ def parse_kubeconfig(data: bytes, *, path: str, context: str | None = None) -> C
     base_dir = paths.dirname(paths.abspath(path))
     ctx_name = context or doc.get("current-context")
     if not isinstance(ctx_name, str) or not ctx_name:
-        raise InvalidConfig(f"kubeconfig {path} has no current-context")
+        raise errors.InvalidConfig(f"kubeconfig {path} has no current-context")
     ctx = _named(doc, "contexts", "context", ctx_name, path)
     cluster_name = ctx.get("cluster")
     if not isinstance(cluster_name, str) or not cluster_name:
-        raise InvalidConfig(f"context {ctx_name!r} in kubeconfig {path} names no cluster")
+        raise errors.InvalidConfig(f"context {ctx_name!r} in kubeconfig {path} names no cluster")
     cluster = _named(doc, "clusters", "cluster", cluster_name, path)
     user_name = ctx.get("user")
     user: dict[str, object] = {}
@@ -225,12 +226,12 @@ def parse_kubeconfig(data: bytes, *, path: str, context: str | None = None) -> C
     where = f"kubeconfig {path}"
     server = _str(cluster, "server", where)
     if not server:
-        raise InvalidConfig(f"cluster {cluster_name!r} in {where} has no server")
+        raise errors.InvalidConfig(f"cluster {cluster_name!r} in {where} has no server")
     if cluster.get("proxy-url"):
-        raise InvalidConfig(f"cluster {cluster_name!r} in {where}: proxy-url is not supported")
+        raise errors.InvalidConfig(f"cluster {cluster_name!r} in {where}: proxy-url is not supported")
     for key in _UNSUPPORTED_USER_KEYS:
         if user.get(key):
-            raise InvalidConfig(f"user {user_name!r} in {where}: {key} credentials are not supported")
+            raise errors.InvalidConfig(f"user {user_name!r} in {where}: {key} credentials are not supported")
     namespace = ctx.get("namespace")
     return Credentials(
         server,
@@ -259,14 +260,14 @@ def load_in_cluster(env: Mapping[str, str], *, sa_dir: str = SERVICE_ACCOUNT_DIR
     host = env.get("KUBERNETES_SERVICE_HOST", "")
     port = env.get("KUBERNETES_SERVICE_PORT", "")
     if not host or not port:
-        raise InvalidEnvironment(
+        raise errors.InvalidEnvironment(
             "not running in a Kubernetes pod: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be set"
         )
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"  # IPv6 service address
     token_file = paths.join(sa_dir, "token")
     if not paths.exists(token_file):
-        raise InvalidEnvironment(f"the service account token {token_file} does not exist")
+        raise errors.InvalidEnvironment(f"the service account token {token_file} does not exist")
     ca_file = paths.join(sa_dir, "ca.crt")
     namespace = None
     try:
@@ -297,17 +298,17 @@ def _decode_kubeconfig(data: bytes, path: str) -> dict[str, object]:
     try:
         import yaml
     except ImportError:  # pragma: no cover - PyYAML is a dependency; the self-contained form may omit it
-        raise InvalidConfig(
+        raise errors.InvalidConfig(
             f"kubeconfig {path} is YAML but PyYAML is not installed; use a JSON kubeconfig"
         ) from None
     try:
         doc = yaml.safe_load(data)
     except yaml.YAMLError as exc:
-        raise InvalidConfig(f"kubeconfig {path} is not valid YAML: {exc}") from exc
+        raise errors.InvalidConfig(f"kubeconfig {path} is not valid YAML: {exc}") from exc
     except RecursionError:  # PyYAML's composer recurses once per nesting level
-        raise InvalidConfig(f"kubeconfig {path} nests too deeply to be a kubeconfig") from None
+        raise errors.InvalidConfig(f"kubeconfig {path} nests too deeply to be a kubeconfig") from None
     if not isinstance(doc, dict):
-        raise InvalidConfig(f"kubeconfig {path} must be a mapping")
+        raise errors.InvalidConfig(f"kubeconfig {path} must be a mapping")
     return doc
 
 
@@ -320,9 +321,9 @@ def _named(doc: dict[str, object], section: str, key: str, name: str, path: str)
                 if value is None:
                     return {}
                 if not isinstance(value, dict):
-                    raise InvalidConfig(f"{section} entry {name!r} in kubeconfig {path} is malformed")
+                    raise errors.InvalidConfig(f"{section} entry {name!r} in kubeconfig {path} is malformed")
                 return value
-    raise InvalidConfig(f"kubeconfig {path} has no {key} named {name!r}")
+    raise errors.InvalidConfig(f"kubeconfig {path} has no {key} named {name!r}")
 
 
 def _str(obj: dict[str, object], key: str, where: str) -> str | None:
@@ -330,7 +331,7 @@ def _str(obj: dict[str, object], key: str, where: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise InvalidConfig(f"{key} in {where} must be a string")
+        raise errors.InvalidConfig(f"{key} in {where} must be a string")
     return value
 
 
@@ -349,7 +350,7 @@ def _b64(obj: dict[str, object], key: str, where: str) -> bytes | None:
         compact = "".join(value.split())  # wrapped base64 (e.g. from a YAML block) is fine
         return binascii.a2b_base64(compact.encode("ascii"), strict_mode=True)
     except (binascii.Error, UnicodeEncodeError) as exc:
-        raise InvalidConfig(f"{key} in {where} is not valid base64") from exc
+        raise errors.InvalidConfig(f"{key} in {where} is not valid base64") from exc
 
 
 def _load_cert_chain_from_memory(ctx: TlsContext, cert: bytes | None, key: bytes | None) -> None:

@@ -33,8 +33,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from pymultus import fileio, jsonio
-from pymultus.errors import InvalidConfig, MultusError, TryAgainLater
+from pymultus import errors, fileio, jsonio
+from pymultus.errors import MultusError
 from pymultus.kube import x509
 from pymultus.kube.auth import Credentials
 from pymultus.kube.client import KubeClient
@@ -55,7 +55,7 @@ RETRY_DELAY = 5.0  # seconds between failed renewals (the old certificate is sti
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-class CertificateNotIssued(TryAgainLater):
+class CertificateNotIssued(errors.TryAgainLater):
     """The CSR was denied, failed, or not answered in time."""
 
 
@@ -63,17 +63,17 @@ def parse_duration(text: str, what: str = "certDuration") -> float:
     """A Go duration (``10m``, ``1h30m``, ``90s``) in seconds; InvalidConfig naming ``what``."""
     rest, total = text.strip(), 0.0
     if not rest:
-        raise InvalidConfig(f"{what} is empty; expected a duration such as 10m or 1h")
+        raise errors.InvalidConfig(f"{what} is empty; expected a duration such as 10m or 1h")
     while rest:
         digits = len(rest) - len(rest.lstrip("0123456789."))
         unit = rest[digits:]
         unit = next((u for u in ("ns", "us", "µs", "ms", "s", "m", "h") if unit.startswith(u)), "")
         if not digits or not unit:
-            raise InvalidConfig(f"{what} {text!r} is not a duration such as 10m or 1h")
+            raise errors.InvalidConfig(f"{what} {text!r} is not a duration such as 10m or 1h")
         try:
             total += float(rest[:digits]) * _UNITS[unit]
         except ValueError:
-            raise InvalidConfig(f"{what} {text!r} is not a duration such as 10m or 1h") from None
+            raise errors.InvalidConfig(f"{what} {text!r} is not a duration such as 10m or 1h") from None
         rest = rest[digits + len(unit) :]
     return total
 
@@ -102,18 +102,20 @@ class NodeCertificates:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not node:
-            raise InvalidConfig("perNodeCertificate needs the node name (MULTUS_NODE_NAME or --node-name)")
+            raise errors.InvalidConfig(
+                "perNodeCertificate needs the node name (MULTUS_NODE_NAME or --node-name)"
+            )
         if not cert_dir:
-            raise InvalidConfig("perNodeCertificate.certDir is empty; it names where the key is kept")
+            raise errors.InvalidConfig("perNodeCertificate.certDir is empty; it names where the key is kept")
         if bootstrap.authorization() is None and not (
             bootstrap.client_cert_file or bootstrap.client_cert_data
         ):
-            raise InvalidConfig(
+            raise errors.InvalidConfig(
                 f"perNodeCertificate.bootstrapKubeconfig {bootstrap.source} has no credentials; "
                 "refusing to request a certificate as an anonymous user"
             )
         if duration < MIN_DURATION:
-            raise InvalidConfig(
+            raise errors.InvalidConfig(
                 f"perNodeCertificate.certDuration is {duration:g} s; the API server refuses less than "
                 f"{MIN_DURATION:g} s (10m) for a certificate signing request"
             )

@@ -31,7 +31,7 @@ Importing this module does not import ``grpc``; only a lookup through the API so
 
 from __future__ import annotations
 
-from pymultus.errors import InvalidConfig, InvalidEnvironment
+from pymultus import errors
 from pymultus.kube import podresources
 
 TYPE_CHECKING = False
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from pymultus.kube.dra import ClaimReader, DraDevices
 
 
-class DeviceNotAllocated(InvalidConfig):
+class DeviceNotAllocated(errors.InvalidConfig):
     """A NAD needs a device of a resource the pod has none (left) of; see ``require_device``."""
 
 
@@ -168,7 +168,7 @@ class DeviceAllocator:
     def _resources(self) -> dict[str, list[str]]:
         if self._map is None:
             if not self.namespace or not self.name:
-                raise InvalidEnvironment(
+                raise errors.InvalidEnvironment(
                     "the pod's namespace and name are needed to look up its devices "
                     "(K8S_POD_NAMESPACE/K8S_POD_NAME missing from CNI_ARGS)"
                 )

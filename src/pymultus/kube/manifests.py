@@ -36,8 +36,7 @@ from __future__ import annotations
 
 import os
 
-from pymultus import jsonio
-from pymultus.errors import InvalidConfig, IOFailure
+from pymultus import errors, jsonio
 from pymultus.fileio import read_file, write_atomically
 from pymultus.kube.netstatus import NETWORK_STATUS_ANNOTATION, decode_status, encode_status
 
@@ -111,7 +110,7 @@ class ManifestPodSource:
         try:
             write_atomically(path, (value + "\n").encode("utf-8"), mode=0o644, dir_mode=None)
         except OSError as exc:
-            raise IOFailure(
+            raise errors.IOFailure(
                 f"cannot write the network-status of pod {namespace}/{name} to {path}: {exc.strerror}",
                 details=f"path={path}",
             ) from None
@@ -196,7 +195,7 @@ class ManifestPodSource:
         for kind, namespace, name, label, obj in objects:
             key = (kind, namespace, name)
             if key in origins:
-                raise InvalidConfig(
+                raise errors.InvalidConfig(
                     f"{kind} {namespace}/{name} is defined twice: in {origins[key]} and in {label}",
                     details=f"directory={self.directory}",
                 )
@@ -220,7 +219,9 @@ class ManifestPodSource:
             return None
         try:
             doc = jsonio.loads(read_file(self.cache_path, follow_symlinks=False), what="manifest cache")
-        except (OSError, jsonio.JSONDecodeError):
+        except OSError:  # first: a missing cache is the common case, and needs no error class built
+            return None
+        except errors.JSONDecodeError:
             return None
         if not isinstance(doc, dict) or doc.get("schema") != CACHE_SCHEMA or doc.get("files") != fingerprint:
             return None
@@ -262,15 +263,15 @@ def manifest_files(directory: str) -> list[str]:
     try:
         names = sorted(os.listdir(directory))
     except FileNotFoundError:
-        raise InvalidConfig(
+        raise errors.InvalidConfig(
             f"manifest directory {directory} does not exist", details=f"directory={directory}"
         ) from None
     except NotADirectoryError:
-        raise InvalidConfig(
+        raise errors.InvalidConfig(
             f"manifest directory {directory} is not a directory", details=f"directory={directory}"
         ) from None
     except OSError as exc:
-        raise InvalidConfig(
+        raise errors.InvalidConfig(
             f"cannot read manifest directory {directory}: {exc.strerror}", details=f"directory={directory}"
         ) from None
     out = []
@@ -288,12 +289,14 @@ def file_objects(path: str) -> list[tuple[str, KubeObject]]:
     try:
         data = read_file(path)
     except OSError as exc:
-        raise InvalidConfig(f"cannot read manifest {path}: {exc.strerror}", details=f"path={path}") from None
+        raise errors.InvalidConfig(
+            f"cannot read manifest {path}: {exc.strerror}", details=f"path={path}"
+        ) from None
     if path.endswith(".json"):
         try:
             documents: list[object] = [jsonio.loads(data, what=f"manifest {path}")]
-        except jsonio.JSONDecodeError as exc:
-            raise InvalidConfig(exc.msg, details=f"path={path}") from None
+        except errors.JSONDecodeError as exc:
+            raise errors.InvalidConfig(exc.msg, details=f"path={path}") from None
     else:
         documents = _yaml_documents(path, data)
     out: list[tuple[str, KubeObject]] = []
@@ -303,7 +306,7 @@ def file_objects(path: str) -> list[tuple[str, KubeObject]]:
             continue  # an empty document (e.g. a trailing "---")
         label = f"{path} (document {index})" if several else path
         if not isinstance(document, dict):
-            raise InvalidConfig(
+            raise errors.InvalidConfig(
                 f"manifest {label} is not a Kubernetes object (a mapping with kind and metadata)",
                 details=f"path={path}",
             )
@@ -314,14 +317,14 @@ def file_objects(path: str) -> list[tuple[str, KubeObject]]:
         ):
             items = document.get("items")
             if items is not None and not isinstance(items, list):
-                raise InvalidConfig(
+                raise errors.InvalidConfig(
                     f"manifest {label}: the items of a List must be a list, not {jsonio.kind_of(items)}",
                     details=f"path={path}",
                 )
             for item_index, item in enumerate(items or [], start=1):
                 item_label = f"{label} item {item_index}"
                 if not isinstance(item, dict):
-                    raise InvalidConfig(
+                    raise errors.InvalidConfig(
                         f"manifest {item_label} is not a Kubernetes object", details=f"path={path}"
                     )
                 out.append((item_label, item))
@@ -353,15 +356,15 @@ def _yaml_documents(path: str, data: bytes) -> list[object]:
         if mark is not None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InvalidConfig(
+        raise errors.InvalidConfig(
             f"manifest {path} is not valid YAML{where}: {problem}", details=f"path={path}"
         ) from None
     except UnicodeDecodeError as exc:
-        raise InvalidConfig(
+        raise errors.InvalidConfig(
             f"manifest {path} is not valid UTF-8: {exc.reason}", details=f"path={path}"
         ) from None
     except ValueError as exc:  # PyYAML's int constructor past Python's digit limit, say
-        raise InvalidConfig(
+        raise errors.InvalidConfig(
             f"manifest {path} holds a value that cannot be read: {str(exc)[:120]}", details=f"path={path}"
         ) from None
 
@@ -381,8 +384,8 @@ class _Budget:
         self.path = path
         self.left = 2 * size + 64  # a few bytes can hold several empty values ("[[]]")
 
-    def too_deep(self) -> InvalidConfig:
-        return InvalidConfig(
+    def too_deep(self) -> errors.InvalidConfig:
+        return errors.InvalidConfig(
             f"manifest {self.path} nests deeper than {jsonio.MAX_DEPTH} levels", details=f"path={self.path}"
         )
 
@@ -390,7 +393,7 @@ class _Budget:
         """YAML values as JSON values (string keys; bytes, sets and other scalars made plain)."""
         self.left -= 1 + len(value) if isinstance(value, str) else 1
         if self.left < 0:
-            raise InvalidConfig(
+            raise errors.InvalidConfig(
                 f"manifest {self.path} expands to far more data than it holds (YAML aliases?)",
                 details=f"path={self.path}",
             )
@@ -412,7 +415,7 @@ class _Budget:
             return base64.b64encode(value).decode("ascii")
         if isinstance(value, float) and value - value != 0.0:
             # .inf / .nan: JSON (the API, the parsed cache, a delegate's conf) cannot hold them.
-            raise InvalidConfig(
+            raise errors.InvalidConfig(
                 f"manifest {self.path} holds the number {value}, which JSON cannot represent",
                 details=f"path={self.path}",
             )
@@ -424,16 +427,20 @@ class _Budget:
 def _identify(obj: KubeObject, label: str) -> tuple[str, str]:
     metadata = obj.get("metadata")
     if not isinstance(metadata, dict):
-        raise InvalidConfig(f"{obj.get('kind')} in {label} has no metadata", details=f"manifest={label}")
+        raise errors.InvalidConfig(
+            f"{obj.get('kind')} in {label} has no metadata", details=f"manifest={label}"
+        )
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
-        raise InvalidConfig(f"{obj.get('kind')} in {label} has no metadata.name", details=f"manifest={label}")
+        raise errors.InvalidConfig(
+            f"{obj.get('kind')} in {label} has no metadata.name", details=f"manifest={label}"
+        )
     namespace = metadata.get("namespace")
     if namespace is None or namespace == "":
         namespace = DEFAULT_NAMESPACE
         metadata["namespace"] = namespace  # as the API server would return it
     if not isinstance(namespace, str):
-        raise InvalidConfig(
+        raise errors.InvalidConfig(
             f"{obj.get('kind')} {name} in {label}: metadata.namespace must be a string",
             details=f"manifest={label}",
         )
@@ -445,10 +452,12 @@ def _check_nad(obj: KubeObject, label: str) -> None:
     if spec is None:
         return
     if not isinstance(spec, dict):
-        raise InvalidConfig(f"NetworkAttachmentDefinition in {label}: spec must be a mapping", details=label)
+        raise errors.InvalidConfig(
+            f"NetworkAttachmentDefinition in {label}: spec must be a mapping", details=label
+        )
     config = spec.get("config")
     if config is not None and not isinstance(config, str):
-        raise InvalidConfig(
+        raise errors.InvalidConfig(
             f"NetworkAttachmentDefinition in {label}: spec.config must be a string holding the CNI "
             "JSON (in YAML, use a block scalar: 'config: |')",
             details=f"manifest={label}",
@@ -465,7 +474,7 @@ def _namespace_name(pod: Mapping[str, object]) -> tuple[str, str]:
     name = metadata.get("name")
     namespace = metadata.get("namespace") or DEFAULT_NAMESPACE
     if not isinstance(name, str) or not name or not isinstance(namespace, str):
-        raise InvalidConfig("the pod object has no metadata.name")
+        raise errors.InvalidConfig("the pod object has no metadata.name")
     return namespace, name
 
 

@@ -46,8 +46,7 @@ Hot path: standard library only (``_socket`` for address formatting); no ``json`
 
 from __future__ import annotations
 
-from pymultus import jsonio
-from pymultus.errors import InvalidAnnotation
+from pymultus import errors, jsonio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -156,10 +155,10 @@ def decode_status(value: str) -> list[dict[str, object]]:
     """Read a network-status annotation value (ours, Multus's or any JSON list of objects)."""
     try:
         doc = jsonio.loads(value, what=NETWORK_STATUS_ANNOTATION)
-    except jsonio.JSONDecodeError as exc:
-        raise InvalidAnnotation(exc.msg) from None
+    except errors.JSONDecodeError as exc:
+        raise errors.InvalidAnnotation(exc.msg) from None
     if not isinstance(doc, list) or not all(isinstance(entry, dict) for entry in doc):
-        raise InvalidAnnotation(f"{NETWORK_STATUS_ANNOTATION} must be a JSON list of objects")
+        raise errors.InvalidAnnotation(f"{NETWORK_STATUS_ANNOTATION} must be a JSON list of objects")
     return doc
 
 

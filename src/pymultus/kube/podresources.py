@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import os
 
-from pymultus import jsonio
-from pymultus.errors import DecodingError, MultusError, TryAgainLater
+from pymultus import errors, jsonio
+from pymultus.errors import MultusError
 from pymultus.fileio import read_file
 
 TYPE_CHECKING = False
@@ -57,15 +57,15 @@ _FIXED32 = 5
 _MAX_VARINT_BYTES = 10
 
 
-class ProtobufError(DecodingError):
+class ProtobufError(errors.DecodingError):
     """A PodResources message from the kubelet is not valid protobuf."""
 
 
-class CheckpointError(DecodingError):
+class CheckpointError(errors.DecodingError):
     """The kubelet device checkpoint file is unreadable or has an unexpected shape."""
 
 
-class PodResourcesUnavailable(TryAgainLater):
+class PodResourcesUnavailable(errors.TryAgainLater):
     """Neither the PodResources API nor the checkpoint file can tell the pod's devices."""
 
 

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import time
 
-from pymultus.errors import MultusError, PodUidMismatch
+from pymultus import errors
+from pymultus.errors import MultusError
 from pymultus.kube.errors import KubeConflict, KubeForbidden, KubeNotFound
 from pymultus.kube.netstatus import encode_status
 
@@ -227,9 +228,9 @@ def uid_mismatch(
     actual: str,
     source: str = "Kube API",
     code: int | None = None,
-) -> PodUidMismatch:
+) -> errors.PodUidMismatch:
     """Go Multus's message for a pod whose UID is not the runtime's ``K8S_POD_UID``."""
-    return PodUidMismatch(
+    return errors.PodUidMismatch(
         f'pod {namespace}/{name}: expected pod UID "{expected}" but got "{actual}" from {source}',
         details="the pod was re-created under the same name, or the source still holds the other one",
         code=code,

@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import secrets
 
-from pymultus.errors import DecodingError
+from pymultus import errors
 
 # NIST P-256 (SEC 2, prime256v1).
 P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
@@ -43,7 +43,7 @@ UTC_TIME, GENERALIZED_TIME, SEQUENCE, SET = 0x17, 0x18, 0x30, 0x31
 Point = tuple[int, int] | None  # None: the point at infinity
 
 
-class X509Error(DecodingError):
+class X509Error(errors.DecodingError):
     """A key, request or certificate that cannot be read."""
 
 

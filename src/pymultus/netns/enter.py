@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno as _errno
 import posix
 
-from pymultus.errors import IOFailure
+from pymultus import errors
 from pymultus.netns.ops import open_netns, os_failure
 
 TYPE_CHECKING = False
@@ -77,7 +77,7 @@ def in_netns(path: str, work: Callable[[], _T]) -> _T:
                 err = setns(fd, CLONE_NEWNET)
                 if err:
                     if err == _errno.EINVAL:
-                        outcome.error = IOFailure(
+                        outcome.error = errors.IOFailure(
                             f"{path} is not a network namespace", details=f"netns={path} errno=EINVAL"
                         )
                     else:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno as _errno
 import posix
 
-from pymultus.errors import IOFailure
+from pymultus import errors
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ def open_netns(path: str) -> int:
         return posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == _errno.ENOENT:
-            raise IOFailure(
+            raise errors.IOFailure(
                 f"network namespace {path} does not exist", details=f"netns={path} errno=ENOENT"
             ) from None
         raise os_failure(f"cannot open network namespace {path}", exc, f"netns={path}") from None
@@ -143,8 +143,10 @@ def plausible_ifname(ifname: str) -> bool:
     )
 
 
-def os_failure(what: str, exc: OSError, details: str, *, hint: str = "") -> IOFailure:
+def os_failure(what: str, exc: OSError, details: str, *, hint: str = "") -> errors.IOFailure:
     """An IOFailure for ``exc``: ``what``, the errno's text and name; ``details`` + errno name."""
     code = exc.errno or 0
     name = _errno.errorcode.get(code, str(code))
-    return IOFailure(f"{what}: {posix.strerror(code)} ({name}){hint}", details=f"{details} errno={name}")
+    return errors.IOFailure(
+        f"{what}: {posix.strerror(code)} ({name}){hint}", details=f"{details} errno={name}"
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import _struct as struct  # the built-in behind ``struct``: no stdlib file to find and load
 import errno as _errno
 
-from pymultus.errors import InvalidConfig, IOFailure
+from pymultus import errors
 from pymultus.netns.enter import in_netns
 from pymultus.netns.ops import os_failure, plausible_ifname
 from pymultus.netns.rtnetlink import (
@@ -59,18 +59,18 @@ def replace_default_routes(
     families = []
     for family in remove_families:
         if family not in _FAMILIES:
-            raise InvalidConfig(f"unknown IP family {family!r} (expected 4 or 6)")
+            raise errors.InvalidConfig(f"unknown IP family {family!r} (expected 4 or 6)")
         families.append(_FAMILIES[family])
     packed = [_pack_gateway(gw) for gw in gateways]
     if not families and not packed:
         return
     if not plausible_ifname(ifname):
-        raise IOFailure(f"interface {ifname!r} not found in network namespace {netns}")
+        raise errors.IOFailure(f"interface {ifname!r} not found in network namespace {netns}")
 
     def edit() -> None:
         index = _ifindex(ifname)
         if index is None:
-            raise IOFailure(
+            raise errors.IOFailure(
                 f"interface {ifname} not found in network namespace {netns}",
                 details=f"netns={netns} ifname={ifname} errno=ENODEV",
             )
@@ -100,7 +100,7 @@ def _pack_gateway(gateway: str) -> tuple[int, bytes]:
     try:
         return family, _socket.inet_pton(family, gateway)
     except (OSError, ValueError):
-        raise InvalidConfig(f"default-route gateway {gateway!r} is not an IP address") from None
+        raise errors.InvalidConfig(f"default-route gateway {gateway!r} is not an IP address") from None
 
 
 class _Route:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import posix
 
-from pymultus import fileio, jsonio, paths
+from pymultus import errors, fileio, jsonio, paths
 from pymultus.cni.spec import validate_container_id
-from pymultus.errors import InvalidConfig, IOFailure, MultusError
+from pymultus.errors import MultusError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -60,8 +60,10 @@ def save(cni_dir: str, container_id: str, record: dict[str, object]) -> None:
         fileio.write_atomically(path, jsonio.dumpb(document), sync_dir=False)
     except OSError as exc:
         if paths.exists(cni_dir) and not paths.isdir(cni_dir):
-            raise InvalidConfig(f"cniDir {cni_dir} is not a directory", details=f"cniDir={cni_dir}") from None
-        raise IOFailure(
+            raise errors.InvalidConfig(
+                f"cniDir {cni_dir} is not a directory", details=f"cniDir={cni_dir}"
+            ) from None
+        raise errors.IOFailure(
             f"cannot write the delegate cache {path}: {exc.strerror}", details=f"path={path}"
         ) from None
 
@@ -120,7 +122,7 @@ def remove(cni_dir: str, container_id: str) -> bool:
         # unlink on a read-only file system fails with EROFS before it looks the name up.
         if not paths.lexists(path):
             return False
-        raise IOFailure(
+        raise errors.IOFailure(
             f"cannot remove the delegate cache {path}: {exc.strerror}", details=f"path={path}"
         ) from None
     return True

@@ -23,15 +23,15 @@ anything touches the disk.
 
 from __future__ import annotations
 
-from pymultus import fileio, jsonio, paths
+from pymultus import errors, fileio, jsonio, paths
 from pymultus.cni.spec import validate_container_id, validate_ifname
-from pymultus.errors import InvalidConfig, IOFailure, MultusError
+from pymultus.errors import MultusError
 
 DEFAULT_BASE_DIR = "/var/run/k8s.cni.cncf.io"
 FILE_MODE = 0o444  # as NADC's saveDeviceInfo: readers only, the owner replaces it by rename
 
 
-class DeviceInfoError(IOFailure):
+class DeviceInfoError(errors.IOFailure):
     """A device-info file cannot be read, decoded or written (Multus logs these and goes on)."""
 
 
@@ -111,11 +111,13 @@ def _decode(data: bytes, what: str) -> dict[str, object]:
 
 def _check_part(value: object, what: str) -> None:
     if not isinstance(value, str) or not value:
-        raise InvalidConfig(f"the {what} of a device-info file is empty")
+        raise errors.InvalidConfig(f"the {what} of a device-info file is empty")
     if "\x00" in value:
-        raise InvalidConfig(f"the {what} {value!r} of a device-info file contains a NUL byte")
+        raise errors.InvalidConfig(f"the {what} {value!r} of a device-info file contains a NUL byte")
 
 
 def _check_length(filename: str, what: str) -> None:
     if len(filename.encode("utf-8", "surrogateescape")) > fileio.NAME_MAX:
-        raise InvalidConfig(f"the device-info file name for {what} is longer than {fileio.NAME_MAX} bytes")
+        raise errors.InvalidConfig(
+            f"the device-info file name for {what} is longer than {fileio.NAME_MAX} bytes"
+        )

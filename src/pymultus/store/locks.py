@@ -44,9 +44,8 @@ import fcntl
 import posix
 import time
 
-from pymultus import fileio, paths
+from pymultus import errors, fileio, paths
 from pymultus.cni.spec import validate_container_id
-from pymultus.errors import ContainerBusy, InvalidConfig, IOFailure
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -96,7 +95,7 @@ class ContainerLock:
             fd = _open(path, cni_dir, create=True)
             if not _try_lock(fd):
                 posix.close(fd)
-                raise ContainerBusy(
+                raise errors.ContainerBusy(
                     f"container {container_id} is being added or deleted by another request; try again later",
                     details=f"lock={path}",
                 )
@@ -170,7 +169,7 @@ class ContainerLock:
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled():
-            raise ContainerBusy(
+            raise errors.ContainerBusy(
                 f"a DEL of container {self.container_id} arrived while it was being added; "
                 "the ADD was stopped and rolled back",
                 details=f"lock={self.path}",
@@ -230,7 +229,7 @@ def _stop_add(fd: int, identity: tuple[int, int], *, kill: bool) -> None:
 def _give_up(holder: int, identity: tuple[int, int], container_id: str, path: str, wait: float) -> None:
     """After the wait: ContainerBusy when a live pymultus ADD or DEL still holds the lock."""
     if holder == posix.getpid() or (holder > 0 and _has_open(holder, identity)):
-        raise ContainerBusy(
+        raise errors.ContainerBusy(
             f"an ADD or DEL of container {container_id} (process {holder}) still runs after "
             f"{wait:g} s; try the DEL again later",
             details=f"lock={path}",
@@ -257,8 +256,8 @@ def _cannot_open(path: str, cni_dir: str, exc: OSError, *, create: bool) -> int:
     if not create:
         return -1
     if paths.exists(cni_dir) and not paths.isdir(cni_dir):
-        raise InvalidConfig(f"cniDir {cni_dir} is not a directory", details=f"cniDir={cni_dir}")
-    raise IOFailure(f"cannot create the container lock {path}: {exc.strerror}", details=f"path={path}")
+        raise errors.InvalidConfig(f"cniDir {cni_dir} is not a directory", details=f"cniDir={cni_dir}")
+    raise errors.IOFailure(f"cannot create the container lock {path}: {exc.strerror}", details=f"path={path}")
 
 
 def _try_lock(fd: int) -> bool:

@@ -73,7 +73,7 @@ def test_an_edited_module_is_imported_from_its_source_not_from_the_archive(tmp_p
     root = _copy_package(tmp_path)
     archive = str(tmp_path / ".multus.code")
     codearchive.build(archive, str(root))
-    errors_py = root / "pymultus" / "errors.py"
+    errors_py = root / "pymultus" / "errors" / "__init__.py"
     errors_py.write_text(errors_py.read_text() + "\nEDITED_AFTER_THE_BUILD = True\n")
     body = (
         "import pymultus.errors, pymultus.jsonio\n"

@@ -279,3 +279,20 @@ def test_served_modules_carry_no_annotations_and_keep_their_values(tmp_path: Pat
     )
     out = _run(tmp_path, body, archive=archive, sys_path=[str(root)])
     assert (out.returncode, out.stdout) == (0, "True 3 False 3 {} {} False\n"), out.stderr
+
+
+def test_built_in_modules_are_created_as_importlib_creates_them(tmp_path: Path) -> None:
+    archive = str(tmp_path / ".multus.code")
+    codearchive.build(archive, SRC)
+    body = (
+        "import importlib, importlib.machinery\n"
+        "import _struct, fcntl\n"
+        "from select import poll\n"
+        "import select\n"
+        "print(_struct.__spec__.origin, _struct.__loader__ is importlib.machinery.BuiltinImporter,"
+        " sys.modules['fcntl'] is fcntl, callable(poll), select.__spec__.name,"
+        " importlib.reload(_struct) is _struct, _struct.pack('<H', 1))\n"
+    )
+    out = _run(tmp_path, body, archive=archive, sys_path=default_sys_path())
+    expected = "built-in True True True select True b'\\x01\\x00'\n"
+    assert (out.returncode, out.stdout) == (0, expected), out.stderr

@@ -152,7 +152,7 @@ def test_delegate_cache_in_a_cni_dir_that_is_a_file(tmp_path: Path) -> None:
 
 def test_delegate_cache_that_is_a_directory(tmp_path: Path) -> None:
     (tmp_path / "c1").mkdir()
-    with pytest.raises(delegates.CorruptEntry, match="is a directory"):
+    with pytest.raises(errors.CorruptEntry, match="is a directory"):
         delegates.load(str(tmp_path), "c1")
     assert not delegates.remove(str(tmp_path), "c1")
     assert (tmp_path / "c1").is_dir()  # not ours: left alone

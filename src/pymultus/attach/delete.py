@@ -107,7 +107,7 @@ def _attachments_to_delete(call: Call) -> tuple[list[Attachment], bool, list[tup
     the container's result-cache files that cannot be used (path, why)."""
     try:
         record = store.load(call.conf.cni_dir, call.request.container_id)
-    except store.CorruptEntry as exc:
+    except errors.CorruptEntry as exc:
         call.log("error", f"{exc.msg}; recovering the delegates from their result caches")
         record = None
     if record is not None:

@@ -74,7 +74,7 @@ def gc(call: Call) -> None:
     for name in store.entry_names(call.conf.cni_dir):
         try:
             record = store.load(call.conf.cni_dir, name)
-        except store.CorruptEntry:
+        except errors.CorruptEntry:
             record = None
         container_id = name
         if record is not None and isinstance(record.get("containerId"), str):

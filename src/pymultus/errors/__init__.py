@@ -19,6 +19,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the classes built on first use, for mypy
     from pymultus.errors.kinds import ContainerBusy as ContainerBusy
+    from pymultus.errors.kinds import CorruptEntry as CorruptEntry
     from pymultus.errors.kinds import DecodingError as DecodingError
     from pymultus.errors.kinds import DefaultNetworkNotReady as DefaultNetworkNotReady
     from pymultus.errors.kinds import DelegateFailed as DelegateFailed
@@ -102,6 +103,7 @@ _KINDS = frozenset(
         "DelegateTimeout",
         "PodUidMismatch",
         "ContainerBusy",
+        "CorruptEntry",
         "DelegateFailed",
         "UnreadableFile",
         "JSONDecodeError",

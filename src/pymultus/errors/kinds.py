@@ -68,6 +68,11 @@ class PluginNotFound(InvalidConfig):
     """A delegate plugin binary is not on the search path."""
 
 
+class CorruptEntry(MultusError):
+    """A delegate-list cache file exists but cannot be decoded (e.g. truncated by a crash);
+    DEL then falls back to the result caches (:mod:`pymultus.store.delegates`)."""
+
+
 class TryAgainLater(MultusError):
     code = TRY_AGAIN_LATER
 

@@ -5,8 +5,8 @@ exactly what ADD set up even when the pod, its annotations or its NADs are gone 
 
 Differences from Go Multus (DESIGN "Semantics we choose" 1): written crash-safely (temp file,
 fsync, rename; 0600 in a 0700 dir) with a schema version; the container ID is validated before
-it becomes a path; a corrupt file is reported as :class:`CorruptEntry` so DEL can fall back to
-other sources instead of silently skipping the delegates (Multus #948, #1087). Go Multus's own
+it becomes a path; a corrupt file is reported as :class:`pymultus.errors.CorruptEntry` so DEL can
+fall back to other sources instead of silently skipping the delegates (Multus #948, #1087). Go Multus's own
 format (a JSON list of ``DelegateNetConf`` with base64 ``Bytes``) is still read, so pods added by
 Go Multus before a migration are deleted correctly.
 """
@@ -25,10 +25,6 @@ if TYPE_CHECKING:
 
 KIND = "pymultusDelegates"
 SCHEMA_VERSION = 1
-
-
-class CorruptEntry(MultusError):
-    """The cache file exists but cannot be decoded (e.g. truncated by a crash)."""
 
 
 def entry_path(cni_dir: str, container_id: str) -> str:
@@ -69,7 +65,8 @@ def save(cni_dir: str, container_id: str, record: dict[str, object]) -> None:
 
 
 def load(cni_dir: str, container_id: str) -> dict[str, object] | None:
-    """The saved record, None when there is none; :class:`CorruptEntry` when unreadable.
+    """The saved record, None when there is none; :class:`pymultus.errors.CorruptEntry` when
+    unreadable.
 
     The returned record always has ``delegates``: a list of objects in the pymultus form
     (``name``, ``ifname``, ``conf``, ``master``, ...). Go Multus entries are converted.
@@ -81,23 +78,23 @@ def load(cni_dir: str, container_id: str) -> dict[str, object] | None:
     except (FileNotFoundError, NotADirectoryError):  # no such file, or cniDir is not a directory
         return None
     except OSError as exc:
-        raise CorruptEntry(f"cannot read the delegate cache {path}: {exc.strerror}") from exc
+        raise errors.CorruptEntry(f"cannot read the delegate cache {path}: {exc.strerror}") from exc
     try:
         document = jsonio.loads(data, what=f"the delegate cache {path}")
     except MultusError as exc:
-        raise CorruptEntry(exc.msg, details=path) from exc
+        raise errors.CorruptEntry(exc.msg, details=path) from exc
     if isinstance(document, list):
         return {"delegates": _from_go_multus(document, path), "legacy": True}
     if not isinstance(document, dict) or document.get("kind") != KIND:
-        raise CorruptEntry(f"the delegate cache {path} is not a pymultus or Multus cache file")
+        raise errors.CorruptEntry(f"the delegate cache {path} is not a pymultus or Multus cache file")
     if document.get("schemaVersion") != SCHEMA_VERSION:
-        raise CorruptEntry(
+        raise errors.CorruptEntry(
             f"the delegate cache {path} has schema version {document.get('schemaVersion')!r}, "
             f"this pymultus reads {SCHEMA_VERSION}"
         )
     delegates = document.get("delegates")
     if not isinstance(delegates, list) or not all(_valid_entry(item) for item in delegates):
-        raise CorruptEntry(f"the delegate cache {path} has an invalid delegate list")
+        raise errors.CorruptEntry(f"the delegate cache {path} has an invalid delegate list")
     return document
 
 
@@ -169,12 +166,13 @@ def _from_go_multus(items: list[object], path: str) -> list[dict[str, object]]:
     delegates: list[dict[str, object]] = []
     for index, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("Bytes"), str):
-            raise CorruptEntry(f"entry {index} of the Multus delegate cache {path} has no conf bytes")
+            raise errors.CorruptEntry(f"entry {index} of the Multus delegate cache {path} has no conf bytes")
         try:
             raw = binascii.a2b_base64(str(item["Bytes"]))
             conf = jsonio.loads_object(raw, what=f"entry {index} of the Multus delegate cache {path}")
         except (binascii.Error, MultusError) as exc:
-            raise CorruptEntry(f"entry {index} of the Multus delegate cache {path} is unreadable") from exc
+            message = f"entry {index} of the Multus delegate cache {path} is unreadable"
+            raise errors.CorruptEntry(message) from exc
         ifname = item.get("ifnameRequest")
         delegates.append(
             {

@@ -84,6 +84,8 @@ class MultusError(Exception):
         return error
 
 
+# The names __getattr__ serves: the classes of kinds (tests/unit/test_errors_lazy.py keeps the
+# two in step), so that any other missing attribute is an AttributeError, never an import.
 _KINDS = frozenset(
     {
         "IncompatibleVersion",

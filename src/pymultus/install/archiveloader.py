@@ -23,17 +23,21 @@ EXTENSIONS = frozenset({"_json", "_ssl"})
 def boot(fd: int, head: bytes) -> None:
     """Read the index of the archive open at ``fd`` (``head``: its first bytes, as the launcher
     read them, magic number checked) and :func:`install` it; an archive of another size than its
-    index says (truncated, replaced) is closed and ignored: plain imports."""
+    index says (truncated, replaced, a head length past its end) is closed and ignored: plain
+    imports."""
     import marshal
     import posix
 
     try:
+        file_size = posix.fstat(fd).st_size
         head_length = int.from_bytes(head[4:8], "little")
         loader_length = int.from_bytes(head[8:12], "little")
+        if PREFIX + head_length > file_size:
+            raise ValueError  # damaged: never allocate what the header claims
         if PREFIX + head_length > len(head):
             head = posix.pread(fd, PREFIX + head_length, 0)
         index, size = marshal.loads(memoryview(head)[PREFIX + loader_length : PREFIX + head_length])  # noqa: S302
-        if posix.fstat(fd).st_size != size:
+        if file_size != size:
             raise ValueError
     except (OSError, ValueError, EOFError, TypeError):
         posix.close(fd)

@@ -191,10 +191,12 @@ def _wanted(name: str) -> bool:
 # The launcher's part (see launcher.launcher_text), formatted with the archive's path: open it,
 # check the magic number, exec the loader (archiveloader's code) and call its boot. As few tokens as
 # possible: the interpreter compiles the launcher's source at every start (this version ~0.1 ms,
-# a readable 25-line function ~0.35 ms). Any failure leaves plain imports.
+# a readable 25-line function ~0.35 ms). Any failure leaves plain imports; O_NONBLOCK, so that a
+# FIFO in the archive's place cannot hang the open (its pread fails: plain imports).
 LAUNCHER_LINES = """\
 try:
- import marshal,posix;_f=posix.open({archive!r},posix.O_RDONLY|posix.O_CLOEXEC);_h=posix.pread(_f,65536,0)
+ import marshal,posix;_f=posix.open({archive!r},posix.O_RDONLY|posix.O_CLOEXEC|posix.O_NONBLOCK)
+ _h=posix.pread(_f,65536,0)
  if _h[:4]==sys.modules['_frozen_importlib_external'].MAGIC_NUMBER:
   _n={{}};exec(marshal.loads(_h[12:]),_n);_n['boot'](_f,_h)
 except Exception:pass

@@ -85,17 +85,25 @@ def test_an_edited_module_is_imported_from_its_source_not_from_the_archive(tmp_p
     assert out.stdout.split() == ["True", "False", "True"]  # errors from source, jsonio from the archive
 
 
-@pytest.mark.parametrize("damage", ["missing", "truncated", "other-python", "garbage"])
+@pytest.mark.parametrize(
+    "damage", ["missing", "truncated", "other-python", "garbage", "head-past-end", "fifo", "directory"]
+)
 def test_a_missing_or_foreign_archive_leaves_plain_imports(tmp_path: Path, damage: str) -> None:
     archive = tmp_path / ".multus.code"
     codearchive.build(str(archive), SRC)
     data = archive.read_bytes()
-    if damage == "missing":
+    if damage in ("missing", "fifo", "directory"):
         archive.unlink()
+        if damage == "fifo":
+            os.mkfifo(archive)  # the open must not wait for a writer
+        elif damage == "directory":
+            archive.mkdir()
     elif damage == "truncated":
         archive.write_bytes(data[: len(data) // 2])
     elif damage == "other-python":
         archive.write_bytes(b"\x00\x00\r\n" + data[4:])
+    elif damage == "head-past-end":  # a length nothing should allocate
+        archive.write_bytes(data[:4] + (0xFFFFFFF0).to_bytes(4, "little") + data[8:])
     else:
         archive.write_bytes(data[:4] + os.urandom(256))
     names = ["pymultus.cli.thin", "pymultus.attach.service"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
+    from importlib.machinery import ModuleSpec
     from types import ModuleType
 
 # name -> (is_package, source path, source mtime_ns, source size, offset, length of its code)
@@ -133,6 +134,22 @@ def install(index: Index, fd: int) -> None:
                 setattr(modules[parent], child, module)
             return module
 
+    def publish(created: ModuleType, spec: ModuleSpec, execute: Callable[[ModuleType], object]) -> ModuleType:
+        """``created`` (a top-level C module) with importlib's attributes, in ``sys.modules`` while
+        ``execute`` initialises it, and taken out again if that fails (``_load_unlocked``)."""
+        created.__spec__ = spec
+        created.__loader__ = spec.loader
+        created.__package__ = ""
+        if spec.has_location:
+            created.__file__ = spec.origin
+        modules[spec.name] = created
+        try:
+            execute(created)
+        except BaseException:
+            modules.pop(spec.name, None)
+            raise
+        return created
+
     def load_extension(name: str) -> ModuleType | None:
         """The standard library's C extension ``name`` from ``lib-dynload``; None if not there."""
         with lock:
@@ -146,21 +163,9 @@ def install(index: Index, fd: int) -> None:
                         posix.stat(origin)
                     except OSError:
                         continue
-                    loader = extension_loader(name, origin)
-                    spec = spec_type(name, loader, origin=origin)
+                    spec = spec_type(name, extension_loader(name, origin), origin=origin)
                     spec.has_location = True
-                    created: ModuleType = imp.create_dynamic(spec)
-                    created.__spec__ = spec
-                    created.__loader__ = loader
-                    created.__file__ = origin
-                    created.__package__ = ""
-                    modules[name] = created
-                    try:
-                        imp.exec_dynamic(created)
-                    except BaseException:
-                        modules.pop(name, None)
-                        raise
-                    return created
+                    return publish(imp.create_dynamic(spec), spec, imp.exec_dynamic)
             return None
 
     builtin_names = frozenset(sys.builtin_module_names)
@@ -174,17 +179,7 @@ def install(index: Index, fd: int) -> None:
             if module is not None:
                 return module
             spec = spec_type(name, builtin_importer, origin="built-in")
-            created: ModuleType = imp.create_builtin(spec)
-            created.__spec__ = spec
-            created.__loader__ = builtin_importer
-            created.__package__ = ""
-            modules[name] = created
-            try:
-                imp.exec_builtin(created)
-            except BaseException:
-                modules.pop(name, None)
-                raise
-            return created
+            return publish(imp.create_builtin(spec), spec, imp.exec_builtin)
 
     def archive_import(
         name: str,

@@ -269,24 +269,29 @@ def test_an_index_larger_than_the_launchers_first_read_is_read_whole(tmp_path: P
     assert set(json.loads(out.stdout).values()) == {"archive"}
 
 
-def test_served_modules_carry_no_annotations_and_keep_their_values(tmp_path: Path) -> None:
-    """Annotations are for mypy: the archive drops them (``x: T = v`` keeps ``x = v``)."""
+def test_served_functions_carry_no_annotations_and_classes_keep_theirs(tmp_path: Path) -> None:
+    """Function annotations are for mypy: the archive drops them (``x: T = v`` keeps ``x = v``);
+    class bodies keep theirs (a dataclass or NamedTuple is built from them)."""
     module = (
         "from __future__ import annotations\n"
+        "import dataclasses\n"
         "class A:\n    code: int = 3\n    name: str\n"
+        "@dataclasses.dataclass\nclass D:\n    x: int\n    y: str = 'y'\n"
         "def f(x: int, /, *rest: str, y: Missing = 1, **more: bytes) -> int:\n"
-        "    total: int = x + y\n    return total\n"
+        "    total: int = x + y\n"
+        "    class Local:\n        kept: int\n"
+        "    return total + len(Local.__annotations__)\n"
         "async def g(x: int) -> None:\n    pass\n"
-        "if True:\n    only: int\n"
     )
     root, archive = _fake_package(tmp_path, {"annotated.py": module})
     body = (
         "import pymultus.annotated as m\n"
-        "print(m.__loader__ is None, m.A.code, hasattr(m.A, 'name'), m.f(2), m.f.__annotations__,"
-        " m.g.__annotations__, 'only' in vars(m))\n"
+        "print(m.__loader__ is None, m.A.code, hasattr(m.A, 'name'), m.A.__annotations__, m.f(2),"
+        " m.f.__annotations__, m.g.__annotations__, m.D(1))\n"
     )
     out = _run(tmp_path, body, archive=archive, sys_path=[str(root)])
-    assert (out.returncode, out.stdout) == (0, "True 3 False 3 {} {} False\n"), out.stderr
+    expected = "True 3 False {'code': 'int', 'name': 'str'} 4 {} {} D(x=1, y='y')\n"
+    assert (out.returncode, out.stdout) == (0, expected), out.stderr
 
 
 def test_built_in_modules_are_created_as_importlib_creates_them(tmp_path: Path) -> None:

@@ -180,7 +180,7 @@ def test_evaluator_gives_the_recorded_verdicts(
 
 
 def test_policy_on_the_fake_api_lets_a_node_write_only_its_own_pods(fake_api: Any, tmp_path: Path) -> None:
-    from pymultus.kube import errors as kube_errors
+    from pymultus import errors
     from pymultus.kube.api_calls import API_CALLS
     from pymultus.kube.auth import load_kubeconfig
     from pymultus.kube.client import KubeClient
@@ -202,7 +202,7 @@ def test_policy_on_the_fake_api_lets_a_node_write_only_its_own_pods(fake_api: An
         ]
         source.write_network_status(client.get_pod("default", "mine"), status)
         with pytest.raises(
-            kube_errors.KubeForbidden, match="pods/status of a pod on node node-b may not be written by"
+            errors.KubeForbidden, match="pods/status of a pod on node node-b may not be written by"
         ):
             source.write_network_status(client.get_pod("default", "other"), status)
     finally:

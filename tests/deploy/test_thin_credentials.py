@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from pymultus.errors import KubeUnauthorized
 from pymultus.kube.api_calls import API_CALLS
 from pymultus.kube.auth import load_kubeconfig
 from pymultus.kube.client import KubeClient
-from pymultus.kube.errors import KubeUnauthorized
 from tests.fakeapi import FakeApiServer
 from tests.support.waiting import wait_until
 

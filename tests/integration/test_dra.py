@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pymultus.kube.errors import KubeNotFound
+from pymultus.errors import KubeNotFound
 from tests.integration.test_thin_kube import Cluster
 from tests.support.kube import NO_SCHEDULER, KubeEnv
 from tests.support.netns import Netns, unique_name

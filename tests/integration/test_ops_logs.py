@@ -5,11 +5,11 @@ ADD+DEL at ``error``; no warning on a normal repeated DEL."""
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.importtime import imported, importtime_wrapper
 from tests.support.netns import Netns, unique_name
 from tests.support.node import Node
 
@@ -129,25 +129,6 @@ def test_no_warning_on_a_normal_repeated_del(sim: Node, pod_ns: Netns) -> None:
     for _ in range(2):
         assert sim.run("DEL", conf, container_id=cid, netns=pod_ns.path, pod=POD).ok
     assert [line for line in parse(log) if line["level"] in ("warning", "error")] == []
-
-
-def importtime_wrapper(sim: Node) -> str:
-    """``multus`` run under ``python -X importtime``: its stderr lists every module imported.
-    A plain launcher (modules from the source tree: the code archive's loader is not timed)."""
-    from pymultus.install.launcher import default_python, default_sys_path, write_launcher
-
-    plain = sim.bin_dir / "multus-plain"
-    write_launcher(
-        str(plain), entry_module="pymultus.cli.thin", python=default_python(), sys_path=default_sys_path()
-    )
-    wrapper = sim.bin_dir / "multus-importtime"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -IS -X importtime "{plain}"\n')
-    wrapper.chmod(0o755)
-    return wrapper.name
-
-
-def imported(stderr: str) -> set[str]:
-    return {line.split("|")[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
 
 
 def test_error_level_imports_nothing_more_than_logging_off(sim: Node, pod_ns: Netns) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.importtime import imported, importtime_wrapper
 from tests.support.kube import KubeEnv
 from tests.support.netns import Netns, unique_name
 from tests.support.node import Answer, Node
@@ -44,6 +45,27 @@ NETWORK_FORMS = [
     pytest.param(2, "json", id="2-networks-json"),
     pytest.param(4, "comma", id="4-networks-comma-cross-namespace-repeated"),
 ]
+
+
+def test_a_successful_kubernetes_add_and_del_build_no_error_class(
+    sim: Node, kube_env: KubeEnv, pod_ns: Netns
+) -> None:
+    """The condition classes (the API's errors included) are built on first use only
+    (``pymultus.errors``): ~0.5 ms of each start that a request which raises none must not pay."""
+    cl = Cluster(sim, kube_env)
+    cl.nad("alpha", "10.10.3.0/24")
+    kube_env.create_pod("quiet", networks="alpha")
+    cid = unique_name("c")
+    wrapper = importtime_wrapper(sim)
+    pod = (cl.ns, "quiet")
+    added = sim.run("ADD", cl.conf, container_id=cid, netns=pod_ns.path, pod=pod, executable=wrapper)
+    assert added.ok, added
+    deleted = sim.run("DEL", cl.conf, container_id=cid, netns=pod_ns.path, pod=pod, executable=wrapper)
+    assert deleted.ok, deleted
+    modules = imported(added.stderr)
+    assert "pymultus.kube.client" in modules  # the listing covers the API path
+    assert "pymultus.errors.kinds" not in modules | imported(deleted.stderr)
+    assert cl.leftovers() == ([], [], [])
 
 
 @pytest.mark.parametrize(("count", "form"), NETWORK_FORMS)

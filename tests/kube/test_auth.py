@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from pymultus import errors
-from pymultus.kube import errors as kube_errors
 from pymultus.kube.auth import (
     Credentials,
     load_in_cluster,
@@ -62,13 +61,13 @@ def test_client_certificate(api: FakeApiServer, tmp_path: Path, inline: bool) ->
 
 def test_unknown_client_certificate_user_is_forbidden(api: FakeApiServer, tmp_path: Path) -> None:
     kc = api.write_kubeconfig(tmp_path / "kubeconfig", client_cert=api.pki.client("stranger"))
-    with pytest.raises(kube_errors.KubeForbidden) as info:
+    with pytest.raises(errors.KubeForbidden) as info:
         _get(load_kubeconfig(str(kc)))
     assert 'User "stranger" cannot get resource "pods"' in info.value.msg
 
 
 def test_no_credentials_is_anonymous_403(api: FakeApiServer, tmp_path: Path) -> None:
-    with pytest.raises(kube_errors.KubeForbidden) as info:
+    with pytest.raises(errors.KubeForbidden) as info:
         _get(Credentials(api.url, ca_file=str(api.ca_file)))
     assert "system:anonymous" in info.value.msg
 

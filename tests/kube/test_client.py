@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from pymultus import errors
-from pymultus.kube import errors as kube_errors
 from pymultus.kube.auth import load_kubeconfig
 from pymultus.kube.client import KubeClient, api_error, pod_path
 from tests.fakeapi.server import FakeApiServer
@@ -36,23 +35,23 @@ def test_get_pod_and_nad(client: KubeClient) -> None:
 
 
 ERRORS = [
-    (400, kube_errors.KubeInvalid),
-    (401, kube_errors.KubeUnauthorized),
-    (403, kube_errors.KubeForbidden),
-    (404, kube_errors.KubeNotFound),
-    (409, kube_errors.KubeConflict),
-    (410, kube_errors.KubeGone),
-    (422, kube_errors.KubeInvalid),
-    (429, kube_errors.KubeUnavailable),
-    (500, kube_errors.KubeUnavailable),
-    (503, kube_errors.KubeUnavailable),
-    (504, kube_errors.KubeUnavailable),
-    (405, kube_errors.KubeError),
+    (400, errors.KubeInvalid),
+    (401, errors.KubeUnauthorized),
+    (403, errors.KubeForbidden),
+    (404, errors.KubeNotFound),
+    (409, errors.KubeConflict),
+    (410, errors.KubeGone),
+    (422, errors.KubeInvalid),
+    (429, errors.KubeUnavailable),
+    (500, errors.KubeUnavailable),
+    (503, errors.KubeUnavailable),
+    (504, errors.KubeUnavailable),
+    (405, errors.KubeError),
 ]
 
 
 @pytest.mark.parametrize(("status", "cls"), ERRORS, ids=[str(s) for s, _ in ERRORS])
-def test_every_status_maps_to_one_error_class(status: int, cls: type[kube_errors.KubeError]) -> None:
+def test_every_status_maps_to_one_error_class(status: int, cls: type[errors.KubeError]) -> None:
     body = json.dumps(
         {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
          "message": f"message {status}", "reason": f"Reason{status}", "code": status}
@@ -62,19 +61,19 @@ def test_every_status_maps_to_one_error_class(status: int, cls: type[kube_errors
     assert err.status == status and err.reason == f"Reason{status}"
     assert err.msg == f"Kubernetes API: message {status}"
     assert err.details == "GET /api/v1/namespaces/a/pods/b"
-    assert err.code == (errors.TRY_AGAIN_LATER if cls is kube_errors.KubeUnavailable else errors.INTERNAL)
+    assert err.code == (errors.TRY_AGAIN_LATER if cls is errors.KubeUnavailable else errors.INTERNAL)
 
 
 def test_non_status_body_and_transport_errors() -> None:
     err = api_error("GET", "/x", 502, b"<html>bad gateway</html>")
-    assert isinstance(err, kube_errors.KubeUnavailable) and "HTTP 502: <html>bad gateway</html>" in err.msg
+    assert isinstance(err, errors.KubeUnavailable) and "HTTP 502: <html>bad gateway</html>" in err.msg
     err = api_error("GET", "/x", 0, b"", ConnectionRefusedError(111, "Connection refused"))
-    assert isinstance(err, kube_errors.KubeUnavailable) and err.msg.endswith("Connection refused")
-    assert isinstance(api_error("GET", "/x", 0, b"", TimeoutError()), kube_errors.KubeUnavailable)
+    assert isinstance(err, errors.KubeUnavailable) and err.msg.endswith("Connection refused")
+    assert isinstance(api_error("GET", "/x", 0, b"", TimeoutError()), errors.KubeUnavailable)
 
 
 def test_real_not_found_keeps_status_message(client: KubeClient) -> None:
-    with pytest.raises(kube_errors.KubeNotFound) as info:
+    with pytest.raises(errors.KubeNotFound) as info:
         client.get_network_attachment("ns1", "missing")
     assert (
         info.value.msg == 'Kubernetes API: network-attachment-definitions.k8s.cni.cncf.io "missing" not found'
@@ -85,15 +84,15 @@ def test_real_not_found_keeps_status_message(client: KubeClient) -> None:
 def test_invalid_name_is_422(client: KubeClient) -> None:
     body = json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "Bad_Name"},
                        "spec": {"containers": [{"name": "a", "image": "x"}]}}).encode()  # fmt: skip
-    with pytest.raises(kube_errors.KubeInvalid) as info:
+    with pytest.raises(errors.KubeInvalid) as info:
         client.request("POST", "/api/v1/namespaces/ns1/pods", body=body)
     assert info.value.reason == "Invalid" and "metadata.name" in info.value.msg
 
 
 def test_unsafe_names_never_reach_the_path(client: KubeClient) -> None:
-    with pytest.raises(kube_errors.KubeInvalid):
+    with pytest.raises(errors.KubeInvalid):
         client.get_pod("ns1", "..")
-    with pytest.raises(kube_errors.KubeNotFound):
+    with pytest.raises(errors.KubeNotFound):
         client.get_pod("ns1", "a/b")  # sent as a%2Fb: one segment, simply not found
     assert pod_path("ns", "a/b") == "/api/v1/namespaces/ns/pods/a%2Fb"
 
@@ -112,7 +111,7 @@ def test_retries_exhausted_is_unavailable(
     client: KubeClient, fake_api: FakeApiServer, sleeps: Sleeps
 ) -> None:
     fake_api.inject(500, count=10)
-    with pytest.raises(kube_errors.KubeUnavailable) as info:
+    with pytest.raises(errors.KubeUnavailable) as info:
         client.get_pod("ns1", "p1")
     assert info.value.code == 11 and info.value.status == 500 and info.value.reason == "InternalError"
     assert len(sleeps.calls) == client.retries == 3
@@ -129,7 +128,7 @@ def test_429_honours_retry_after(client: KubeClient, fake_api: FakeApiServer, sl
 
 
 def test_4xx_is_not_retried(client: KubeClient, fake_api: FakeApiServer, sleeps: Sleeps) -> None:
-    with pytest.raises(kube_errors.KubeNotFound):
+    with pytest.raises(errors.KubeNotFound):
         client.get_pod("ns1", "nope")
     assert sleeps.calls == [] and fake_api.count() == 1
 
@@ -138,7 +137,7 @@ def test_server_down_is_unavailable_after_retries(
     client: KubeClient, fake_api: FakeApiServer, sleeps: Sleeps
 ) -> None:
     fake_api.set_down()
-    with pytest.raises(kube_errors.KubeUnavailable) as info:
+    with pytest.raises(errors.KubeUnavailable) as info:
         client.get_pod("ns1", "p1")
     assert info.value.reason == "ConnectionFailed" and info.value.code == 11
     assert len(sleeps.calls) == 3
@@ -161,7 +160,7 @@ def test_timeout_is_unavailable(client: KubeClient, fake_api: FakeApiServer) -> 
     client.retries = 0
     client.close()
     fake_api.inject(None, count=1, delay=1.5)
-    with pytest.raises(kube_errors.KubeUnavailable) as info:
+    with pytest.raises(errors.KubeUnavailable) as info:
         client.get_pod("ns1", "p1")
     assert "timed out" in info.value.msg
 
@@ -186,7 +185,7 @@ def test_stale_keep_alive_connection_is_replaced_silently(
 def test_token_file_is_reread_on_every_request(client: KubeClient, fake_api: FakeApiServer) -> None:
     client.get_pod("ns1", "p1")
     fake_api.rotate_token(write_token_files=False)  # the old token expires
-    with pytest.raises(kube_errors.KubeUnauthorized) as info:
+    with pytest.raises(errors.KubeUnauthorized) as info:
         client.get_pod("ns1", "p1")
     assert info.value.msg == "Kubernetes API: Unauthorized"
     fake_api.write_token_files()  # kubelet/installer writes the new token
@@ -203,7 +202,7 @@ def test_wrong_ca_is_not_retried(
     creds = load_kubeconfig(str(kc))
     creds.ca_data = other.ca_pem
     c = KubeClient(creds, sleep=sleeps)
-    with pytest.raises(kube_errors.KubeError) as info:
+    with pytest.raises(errors.KubeError) as info:
         c.get_pod("default", "x")
     assert info.value.reason == "CertificateVerifyFailed" and sleeps.calls == []
 
@@ -212,12 +211,12 @@ def test_status_writes(client: KubeClient, fake_api: FakeApiServer) -> None:
     pod = client.get_pod("ns1", "p1")
     patched = client.patch_pod_status_annotations("ns1", "p1", {"k": "v"}, uid=pod["metadata"]["uid"])  # type: ignore[index]
     assert patched["metadata"]["annotations"]["k"] == "v"  # type: ignore[index]
-    with pytest.raises(kube_errors.KubeConflict):  # stale resourceVersion
+    with pytest.raises(errors.KubeConflict):  # stale resourceVersion
         client.update_pod_status(pod)
     fresh = client.get_pod("ns1", "p1")
     fresh["metadata"]["annotations"]["k"] = "w"  # type: ignore[index]
     assert client.update_pod_status(fresh)["metadata"]["annotations"]["k"] == "w"  # type: ignore[index]
-    with pytest.raises(kube_errors.KubeConflict):  # uid precondition: another pod of that name
+    with pytest.raises(errors.KubeConflict):  # uid precondition: another pod of that name
         client.patch_pod_status_annotations(
             "ns1", "p1", {"k": "x"}, uid="00000000-0000-0000-0000-000000000000"
         )
@@ -254,14 +253,14 @@ def test_watch_too_old_is_gone(client: KubeClient, fake_api: FakeApiServer) -> N
     client.patch_pod_status_annotations("ns1", "p1", {"a": "1"})
     fake_api.compact()
     stream = client.watch("/api/v1/pods", "1", timeout_seconds=5)  # the HTTP answer is 200
-    with pytest.raises(kube_errors.KubeGone) as info:
+    with pytest.raises(errors.KubeGone) as info:
         next(iter(stream))
     assert info.value.reason == "Expired" and "too old resource version: 1" in info.value.msg
 
 
 def test_exact_list_after_compaction_is_gone(client: KubeClient, fake_api: FakeApiServer) -> None:
     fake_api.compact()
-    with pytest.raises(kube_errors.KubeGone):
+    with pytest.raises(errors.KubeGone):
         client.list("/api/v1/pods", {"resourceVersion": "1", "resourceVersionMatch": "Exact"})
 
 
@@ -286,7 +285,7 @@ def test_cut_watch_raises_unavailable(client: KubeClient, fake_api: FakeApiServe
     stream = client.watch("/api/v1/pods", None, timeout_seconds=30)
     assert next(iter(stream))[0] == "ADDED"
     threading.Timer(0.2, fake_api.cut_watches).start()
-    with pytest.raises(kube_errors.KubeUnavailable):
+    with pytest.raises(errors.KubeUnavailable):
         for _event in stream:
             pass
 
@@ -301,5 +300,5 @@ def test_watch_close_from_another_thread_stops_cleanly(client: KubeClient) -> No
 
 def test_watch_http_error_raises_before_iteration(client: KubeClient, fake_api: FakeApiServer) -> None:
     fake_api.rotate_token(write_token_files=False)
-    with pytest.raises(kube_errors.KubeUnauthorized):
+    with pytest.raises(errors.KubeUnauthorized):
         client.watch("/api/v1/pods")

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from pymultus import errors
-from pymultus.kube import errors as kube_errors
 from pymultus.kube.auth import load_kubeconfig
 from pymultus.kube.client import KubeClient
 from pymultus.kube.pods import ApiPodSource
@@ -75,7 +74,7 @@ def test_close_reads_the_outstanding_answer(client: KubeClient, fake_api: FakeAp
     fake_api.inject(403, method="POST", path=EVENTS)
     client.create_event_later("ns1", _event("e1"), on_error=failures.append)
     client.close()
-    assert [type(f) for f in failures] == [kube_errors.KubeForbidden]  # refused: reported, not retried
+    assert [type(f) for f in failures] == [errors.KubeForbidden]  # refused: reported, not retried
     assert fake_api.count("POST", EVENTS) == 1
 
 
@@ -97,7 +96,7 @@ def test_retries_exhausted_are_reported_after_the_same_number_of_attempts(
     fake_api.inject(500, count=10, method="POST", path=EVENTS)
     client.create_event_later("ns1", _event("e1"), on_error=failures.append)
     client.settle()
-    assert [type(f) for f in failures] == [kube_errors.KubeUnavailable]
+    assert [type(f) for f in failures] == [errors.KubeUnavailable]
     assert fake_api.count("POST", EVENTS) == 1 + client.retries and len(sleeps.calls) == client.retries
 
 
@@ -118,7 +117,7 @@ def test_server_down_is_reported_not_raised(client: KubeClient, fake_api: FakeAp
     failures: list[errors.MultusError] = []
     client.create_event_later("ns1", _event("e1"), on_error=failures.append)  # does not raise
     client.settle()
-    assert [type(f) for f in failures] == [kube_errors.KubeUnavailable]
+    assert [type(f) for f in failures] == [errors.KubeUnavailable]
 
 
 def test_pod_source_with_deferred_events(client: KubeClient, fake_api: FakeApiServer) -> None:

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from pymultus import errors
-from pymultus.kube import errors as kube_errors
 from pymultus.kube import http
 from pymultus.kube.auth import Credentials, load_kubeconfig
 from pymultus.kube.client import KubeClient, api_error
@@ -127,10 +126,10 @@ def test_wrong_ca_is_refused_and_not_retried(api: FakeApiServer, tmp_path: Path,
     other = Pki(tmp_path / "other-pki")
     sleeps = Sleeps()
     before = _open_fds()
-    with pytest.raises(kube_errors.KubeError) as info:
+    with pytest.raises(errors.KubeError) as info:
         _get(_creds(api, tmp_path, ca_data=other.ca_pem), retries=3, sleep=sleeps)
     assert info.value.reason == "CertificateVerifyFailed"
-    assert not isinstance(info.value, kube_errors.KubeUnavailable)  # a CNI "try again" would be a lie
+    assert not isinstance(info.value, errors.KubeUnavailable)  # a CNI "try again" would be a lie
     assert "certificate verify failed" in info.value.msg
     assert sleeps.calls == []
     assert _fds_settle(before)  # the failed connection's socket is closed (the server's, soon)
@@ -146,7 +145,7 @@ def test_name_not_in_certificate_is_refused(
     api: FakeApiServer, tmp_path: Path, transport: str, server_name: str, why: str
 ) -> None:
     """The certificate names 127.0.0.1, ::1, localhost and kubernetes.default.svc only."""
-    with pytest.raises(kube_errors.KubeError) as info:
+    with pytest.raises(errors.KubeError) as info:
         _get(_creds(api, tmp_path, tls_server_name=server_name), retries=2)
     assert info.value.reason == "CertificateVerifyFailed"
     assert why in info.value.msg
@@ -219,7 +218,7 @@ def test_ipv6_literal_url(fake_api_v6: FakeApiServer, tmp_path: Path, transport:
     creds = _creds(fake_api_v6, tmp_path)
     assert creds.server.startswith("https://[::1]:") and creds.host == "::1"
     assert _get(creds) == "p"
-    with pytest.raises(kube_errors.KubeError, match="IP address mismatch"):
+    with pytest.raises(errors.KubeError, match="IP address mismatch"):
         _get(_creds(fake_api_v6, tmp_path, tls_server_name="::2"))
 
 
@@ -294,7 +293,7 @@ def test_handshake_timeout_is_unavailable(fake_api_pki: Pki, transport: str) -> 
     try:
         creds = Credentials(f"https://127.0.0.1:{server.port}", ca_data=fake_api_pki.ca_pem)
         client = KubeClient(creds, retries=0, timeout=0.3)
-        with pytest.raises(kube_errors.KubeUnavailable, match="timed out"):
+        with pytest.raises(errors.KubeUnavailable, match="timed out"):
             client.get_pod("default", "p")
     finally:
         done.set()
@@ -323,7 +322,7 @@ def test_refused_connection_is_unavailable_and_retried(transport: str) -> None:
     listener.close()  # nothing listens there now
     sleeps = Sleeps()
     client = KubeClient(Credentials(f"https://127.0.0.1:{port}", insecure=True), retries=2, sleep=sleeps)
-    with pytest.raises(kube_errors.KubeUnavailable, match="cannot reach the Kubernetes API server") as info:
+    with pytest.raises(errors.KubeUnavailable, match="cannot reach the Kubernetes API server") as info:
         client.get_pod("default", "p")
     assert info.value.reason == "ConnectionFailed" and len(sleeps.calls) == 2
 
@@ -353,6 +352,6 @@ def test_transport_errors_translate_in_one_place(api: FakeApiServer, tmp_path: P
         conn.connect()
     assert api_error("GET", "/x", 0, b"", info.value).reason == "CertificateVerifyFailed"
     eof = api_error("GET", "/x", 0, b"", _ssl.SSLEOFError(8, "EOF occurred in violation of protocol"))
-    assert isinstance(eof, kube_errors.KubeUnavailable)
+    assert isinstance(eof, errors.KubeUnavailable)
     reset = api_error("GET", "/x", 0, b"", ConnectionResetError(104, "Connection reset by peer"))
-    assert isinstance(reset, kube_errors.KubeUnavailable) and "Connection reset" in reset.msg
+    assert isinstance(reset, errors.KubeUnavailable) and "Connection reset" in reset.msg

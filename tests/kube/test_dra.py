@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from pymultus import errors
-from pymultus.kube import errors as kube_errors
 from pymultus.kube.auth import load_kubeconfig
 from pymultus.kube.client import KubeClient
 from pymultus.kube.devices import DeviceAllocator
@@ -226,7 +225,7 @@ def test_api_refusals_are_errors_not_warnings(fake_api: FakeApiServer, tmp_path:
     fake_api.add_token("t", "system:serviceaccount:kube-system:pymultus", allowed=())
     c = KubeClient(load_kubeconfig(str(fake_api.write_kubeconfig(tmp_path / "kc", token="t"))))
     try:
-        with pytest.raises(kube_errors.KubeForbidden):
+        with pytest.raises(errors.KubeForbidden):
             ClaimReader(lambda: c).pod_devices(pod(("a", "a")))
     finally:
         c.close()

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from pymultus import errors
-from pymultus.kube import errors as kube_errors
 from pymultus.kube.api_calls import API_CALLS, classify
 from pymultus.kube.auth import load_kubeconfig
 from pymultus.kube.client import KubeClient
@@ -132,7 +131,7 @@ def test_network_attachment(fake_api: FakeApiServer, source: ApiPodSource) -> No
     assert nad is not None and nad["spec"] == {"config": '{"type":"bridge"}'}
     assert source.get_network_attachment("ns1", "missing") is None
     fake_api.inject(403, count=1)
-    with pytest.raises(kube_errors.KubeError):
+    with pytest.raises(errors.KubeError):
         source.get_network_attachment("ns1", "net-a")
 
 
@@ -160,7 +159,7 @@ def test_write_network_status_gives_up_after_bounded_conflicts(
 ) -> None:
     pod = fake_api.create_pod("ns1", "p1")
     fake_api.fail_status_writes(100)
-    with pytest.raises(kube_errors.KubeConflict):
+    with pytest.raises(errors.KubeConflict):
         source.write_network_status(pod, STATUS)
     assert fake_api.count("PATCH") == source.status_retries + 1
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from pymultus.errors import KubeConflict, KubeNotFound
 from pymultus.kube.auth import load_kubeconfig
 from pymultus.kube.client import KubeClient, nad_path, pod_path
-from pymultus.kube.errors import KubeConflict, KubeNotFound
 from tests.fakeapi.certs import Pki
 from tests.fakeapi.server import CRD_PATH, FakeApiServer
 

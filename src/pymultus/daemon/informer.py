@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
-from pymultus.kube.errors import KubeError, KubeGone
+from pymultus.errors import KubeError, KubeGone
 
 log = logging.getLogger("pymultus.daemon.informer")
 

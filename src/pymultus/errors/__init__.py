@@ -3,12 +3,12 @@
 Every error we raise on purpose is a :class:`MultusError` whose class carries the CNI error code
 reported to the runtime. A code is assigned where the condition is known, never by reading a
 message later. Anything that is not a ``MultusError`` becomes code 999 at the process boundary.
-The Kubernetes API's errors are in :mod:`pymultus.kube.errors`, with the client that raises them.
 
 This module is on the CNI hot path: it imports nothing at run time, and it builds one class,
 :class:`MultusError`. The classes for each condition (:mod:`pymultus.errors.kinds`) are built on
 first use, through the module's ``__getattr__``: a successful request never raises one, and
-building ~20 classes would cost every thin-plugin start ~0.4 ms. So the hot path names them as
+building ~30 classes would cost every thin-plugin start ~0.5 ms (the Kubernetes API's too:
+a Kubernetes ADD raises none of them on success). So the hot path names them as
 ``errors.InvalidConfig`` at the ``raise`` and ``except`` (evaluated only when an exception gets
 there), not with ``from pymultus.errors import InvalidConfig`` at the top; other code may import
 them either way.
@@ -32,6 +32,14 @@ if TYPE_CHECKING:  # the classes built on first use, for mypy
     from pymultus.errors.kinds import IOFailure as IOFailure
     from pymultus.errors.kinds import JSONDecodeError as JSONDecodeError
     from pymultus.errors.kinds import JSONNestingError as JSONNestingError
+    from pymultus.errors.kinds import KubeConflict as KubeConflict
+    from pymultus.errors.kinds import KubeError as KubeError
+    from pymultus.errors.kinds import KubeForbidden as KubeForbidden
+    from pymultus.errors.kinds import KubeGone as KubeGone
+    from pymultus.errors.kinds import KubeInvalid as KubeInvalid
+    from pymultus.errors.kinds import KubeNotFound as KubeNotFound
+    from pymultus.errors.kinds import KubeUnauthorized as KubeUnauthorized
+    from pymultus.errors.kinds import KubeUnavailable as KubeUnavailable
     from pymultus.errors.kinds import MissingCapability as MissingCapability
     from pymultus.errors.kinds import NetworkForbidden as NetworkForbidden
     from pymultus.errors.kinds import NetworkNotFound as NetworkNotFound
@@ -110,6 +118,14 @@ _KINDS = frozenset(
         "UnreadableFile",
         "JSONDecodeError",
         "JSONNestingError",
+        "KubeError",
+        "KubeNotFound",
+        "KubeConflict",
+        "KubeForbidden",
+        "KubeUnauthorized",
+        "KubeGone",
+        "KubeInvalid",
+        "KubeUnavailable",
     }
 )
 

@@ -124,3 +124,42 @@ class JSONNestingError(JSONDecodeError):
     A subclass of :class:`JSONDecodeError`, so every caller that maps decoding errors to its own
     code (annotations and NAD configs: 7) does the same for this one.
     """
+
+
+class KubeError(MultusError):
+    """The Kubernetes API answered with an error; translated in one place, ``kube.client.api_error``."""
+
+    def __init__(self, msg: str, *, details: str = "", status: int = 0, reason: str = "") -> None:
+        super().__init__(msg, details=details)
+        self.status = status
+        self.reason = reason
+
+
+class KubeNotFound(KubeError):
+    pass
+
+
+class KubeConflict(KubeError):
+    pass
+
+
+class KubeForbidden(KubeError):
+    pass
+
+
+class KubeUnauthorized(KubeError):
+    pass
+
+
+class KubeGone(KubeError):
+    pass
+
+
+class KubeInvalid(KubeError):
+    pass
+
+
+class KubeUnavailable(KubeError):
+    """Connection errors, 429 and 5xx after the retries: the caller may try again later."""
+
+    code = TRY_AGAIN_LATER

@@ -34,11 +34,10 @@ import time
 from collections.abc import Callable
 
 from pymultus import errors, fileio, jsonio
-from pymultus.errors import MultusError
+from pymultus.errors import KubeGone, MultusError
 from pymultus.kube import x509
 from pymultus.kube.auth import Credentials
 from pymultus.kube.client import KubeClient
-from pymultus.kube.errors import KubeGone
 
 log = logging.getLogger("pymultus.kube.certs")
 

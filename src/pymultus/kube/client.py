@@ -22,18 +22,8 @@ from __future__ import annotations
 import posix
 import time
 
-from pymultus import jsonio
+from pymultus import errors, jsonio
 from pymultus.errors import MultusError
-from pymultus.kube.errors import (
-    KubeConflict,
-    KubeError,
-    KubeForbidden,
-    KubeGone,
-    KubeInvalid,
-    KubeNotFound,
-    KubeUnauthorized,
-    KubeUnavailable,
-)
 from pymultus.kube.http import Connection
 
 TYPE_CHECKING = False
@@ -54,14 +44,15 @@ JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_ERROR_CLASSES: dict[int, type[KubeError]] = {
-    400: KubeInvalid,
-    401: KubeUnauthorized,
-    403: KubeForbidden,
-    404: KubeNotFound,
-    409: KubeConflict,
-    410: KubeGone,
-    422: KubeInvalid,
+# The error class of each status, by name: the classes are built on first use (pymultus.errors).
+_ERROR_CLASSES = {
+    400: "KubeInvalid",
+    401: "KubeUnauthorized",
+    403: "KubeForbidden",
+    404: "KubeNotFound",
+    409: "KubeConflict",
+    410: "KubeGone",
+    422: "KubeInvalid",
 }
 _WATCH_READ_MARGIN = 30.0  # the server ends a watch at timeoutSeconds; allow it this much slack
 
@@ -394,7 +385,7 @@ class KubeClient:
             attempt = 0  # stale idle connection: not an API failure, send again at once
         else:
             error = api_error(pending.method, pending.target, status, data, exc)
-            if not isinstance(error, KubeUnavailable) or self.retries < 1:
+            if not isinstance(error, errors.KubeUnavailable) or self.retries < 1:
                 _report(pending.on_error, error)
                 return
             self.sleep(self._delay(0, _retry_after(headers.get("retry-after"))))
@@ -455,7 +446,7 @@ class KubeClient:
                 if reused and not isinstance(exc, TimeoutError):
                     continue  # stale idle connection: not an API failure
                 error = api_error(method, target, 0, b"", exc)
-                if not isinstance(error, KubeUnavailable):
+                if not isinstance(error, errors.KubeUnavailable):
                     raise error from exc
             else:
                 if status != 429 and status < 500:
@@ -540,7 +531,7 @@ class WatchStream:
                 kind = event.get("type")
                 obj = event.get("object")
                 if not isinstance(kind, str) or not isinstance(obj, dict):
-                    raise KubeError(
+                    raise errors.KubeError(
                         f"malformed watch event from {self.target}",
                         details=line[:200].decode("utf-8", "replace"),
                     )
@@ -560,7 +551,7 @@ class WatchStream:
 
 def api_error(
     method: str, target: str, status: int, body: bytes, exc: BaseException | None = None
-) -> KubeError:
+) -> errors.KubeError:
     """THE translation of a failed API call into a ``pymultus.errors`` class.
 
     ``status`` 0 with ``exc`` is a transport failure. The Status object's ``message`` and
@@ -569,7 +560,7 @@ def api_error(
     where = f"{method} {target}"
     if exc is not None:
         if hasattr(exc, "verify_message"):  # (_)ssl.SSLCertVerificationError: retrying cannot help
-            return KubeError(
+            return errors.KubeError(
                 f"the Kubernetes API server's certificate was not accepted: {exc}",
                 details=where,
                 reason="CertificateVerifyFailed",
@@ -578,7 +569,7 @@ def api_error(
             text = "timed out"
         else:
             text = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
-        return KubeUnavailable(
+        return errors.KubeUnavailable(
             f"cannot reach the Kubernetes API server: {text}", details=where, reason="ConnectionFailed"
         )
     message = ""
@@ -595,9 +586,12 @@ def api_error(
     if not message:
         snippet = body[:200].decode("utf-8", "replace").strip()
         message = f"HTTP {status}" + (f": {snippet}" if snippet else "")
-    cls = _ERROR_CLASSES.get(status)
-    if cls is None:
-        cls = KubeUnavailable if status == 429 or status >= 500 else KubeError
+    name = _ERROR_CLASSES.get(status)
+    cls: type[errors.KubeError]
+    if name is not None:
+        cls = getattr(errors, name)
+    else:
+        cls = errors.KubeUnavailable if status == 429 or status >= 500 else errors.KubeError
     return cls(f"Kubernetes API: {message}", details=where, status=status, reason=reason)
 
 
@@ -618,7 +612,7 @@ def nad_path(namespace: str, name: str) -> str:
 def _segment(value: str, what: str) -> str:
     """A name as one path segment: never empty, "." or "..", and percent-encoded."""
     if not value or value in (".", ".."):
-        raise KubeInvalid(f"{what} {value!r} is not a valid Kubernetes object name", reason="Invalid")
+        raise errors.KubeInvalid(f"{what} {value!r} is not a valid Kubernetes object name", reason="Invalid")
     return _quote(value)
 
 
@@ -641,7 +635,7 @@ def _namespace_name(obj: Mapping[str, object]) -> tuple[str, str]:
         name = metadata.get("name")
         if isinstance(namespace, str) and isinstance(name, str):
             return namespace, name
-    raise KubeInvalid("the object has no metadata.namespace and metadata.name", reason="Invalid")
+    raise errors.KubeInvalid("the object has no metadata.namespace and metadata.name", reason="Invalid")
 
 
 class _Deferred:

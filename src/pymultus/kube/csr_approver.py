@@ -26,11 +26,10 @@ import time
 from collections.abc import Callable, Collection, Mapping
 
 from pymultus import jsonio
-from pymultus.errors import MultusError
+from pymultus.errors import KubeConflict, KubeError, KubeGone, KubeNotFound, MultusError
 from pymultus.kube import x509
 from pymultus.kube.certs import CSR_PATH, GROUP, SIGNER, USER_PREFIX
 from pymultus.kube.client import KubeClient
-from pymultus.kube.errors import KubeConflict, KubeError, KubeGone, KubeNotFound
 
 log = logging.getLogger("pymultus.kube.csr_approver")
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import threading
 import time
 
-from pymultus.kube.errors import KubeInvalid, KubeNotFound
+from pymultus.errors import KubeInvalid, KubeNotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -30,7 +30,6 @@ import time
 
 from pymultus import errors
 from pymultus.errors import MultusError
-from pymultus.kube.errors import KubeConflict, KubeForbidden, KubeNotFound
 from pymultus.kube.netstatus import encode_status
 
 TYPE_CHECKING = False
@@ -98,7 +97,7 @@ class ApiPodSource:
         while True:
             try:
                 pod: KubeObject | None = self.client.get_pod(namespace, name)
-            except KubeNotFound:
+            except errors.KubeNotFound:
                 pod = None
             if pod is not None and (not uid or pod_uid(pod) == uid or is_static_pod(pod)):
                 return pod
@@ -113,7 +112,7 @@ class ApiPodSource:
     def get_network_attachment(self, namespace: str, name: str) -> KubeObject | None:
         try:
             return self.client.get_network_attachment(namespace, name)
-        except KubeNotFound:
+        except errors.KubeNotFound:
             return None
 
     def write_network_status(self, pod: KubeObject, status: Sequence[Mapping[str, object]]) -> None:
@@ -125,12 +124,12 @@ class ApiPodSource:
             try:
                 self.client.patch_pod_status_annotations(namespace, name, {NETWORK_STATUS: value}, uid=uid)
                 return
-            except KubeNotFound:
+            except errors.KubeNotFound:
                 return  # the pod is gone: nothing to label
-            except KubeForbidden:
+            except errors.KubeForbidden:
                 self._update_network_status(pod, value)
                 return
-            except KubeConflict:
+            except errors.KubeConflict:
                 if self._recreated(namespace, name, uid):
                     return  # another pod of that name now (the UID precondition failed): not ours
                 if attempt >= self.status_retries:
@@ -192,7 +191,7 @@ class ApiPodSource:
             return False
         try:
             return pod_uid(self.client.get_pod(namespace, name)) != uid
-        except KubeNotFound:
+        except errors.KubeNotFound:
             return True
 
     def _update_network_status(self, pod: KubeObject, value: str) -> None:
@@ -205,16 +204,16 @@ class ApiPodSource:
             try:
                 self.client.update_pod_status(updated)
                 return
-            except KubeNotFound:
+            except errors.KubeNotFound:
                 return
-            except KubeConflict:
+            except errors.KubeConflict:
                 if attempt >= self.status_retries:
                     raise
             attempt += 1
             self.sleep(self.conflict_backoff)
             try:
                 current = self.client.get_pod(namespace, name)
-            except KubeNotFound:
+            except errors.KubeNotFound:
                 return
             if pod_uid(current) != pod_uid(pod):
                 return  # re-created under the same name: not ours to label

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 
 from pymultus.daemon.informer import Informer, trim_pod
 from pymultus.daemon.podsource import CachedPodSource
-from pymultus.kube.errors import KubeGone, KubeUnavailable
+from pymultus.errors import KubeGone, KubeUnavailable
 
 
 def pod(name: str, rv: int, uid: str = "u", **annotations: str) -> dict[str, object]:

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from bench.harness import RESULTS_DIR, check_samples, common_arguments, machine  # noqa: E402
+from bench.harness import check_samples, common_arguments, machine, publish  # noqa: E402
 from tests.cri.rig import CriRig  # noqa: E402
 from tests.fakeapi import FakeApiServer  # noqa: E402
 from tests.support.containerd import build_pause_archive  # noqa: E402
@@ -153,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         api.stop()
         shutil.rmtree(work, ignore_errors=True)
     report = "### containerd CRI: pod sandbox start and teardown\n\n" + table(cases, args.samples)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "cri.md").write_text(report)
-    print(report)
+    publish("cri", report)
     return 0
 
 

@@ -159,10 +159,15 @@ def run_comparison(
         )
 
     report = Report(name, title, samples, row(floor), [row(c) for c in candidates], list(notes))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / f"{name}.md").write_text(report.markdown())
-    print(report.markdown())
+    publish(name, report.markdown())
     return report
+
+
+def publish(name: str, text: str) -> None:
+    """Write a results table to ``bench/results/<name>.md`` and print it."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"{name}.md").write_text(text)
+    print(text)
 
 
 def common_arguments(description: str, default_samples: int = 50) -> argparse.ArgumentParser:

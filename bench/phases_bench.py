@@ -37,11 +37,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from bench.harness import (  # noqa: E402
     PAUSE_AFTER_NETNS_DELETE,
-    RESULTS_DIR,
     CycleContext,
     check_samples,
     common_arguments,
     machine,
+    publish,
 )
 from bench.thin_bench import Node  # noqa: E402
 
@@ -200,9 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         for size in args.sizes.split(",")
     }
     text = table(results, args.samples)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "phases.md").write_text(text)
-    print(text)
+    publish("phases", text)
     return 0
 
 

@@ -27,7 +27,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -68,7 +67,7 @@ STEPS = [
 # -- the daemon side ------------------------------------------------------------------------------
 
 
-def _as_daemon(argv: list[str]) -> int:
+def _as_daemon(out: str, argv: list[str]) -> int:
     import functools
     import importlib
     import inspect
@@ -114,7 +113,7 @@ def _as_daemon(argv: list[str]) -> int:
     def dump(_signum: int, _frame: object) -> None:
         taken = list(records)
         del records[: len(taken)]
-        Path(os.environ["BREAKDOWN_OUT"]).write_text(json.dumps(taken))
+        Path(out).write_text(json.dumps(taken))
 
     signal.signal(signal.SIGUSR1, dump)
     from pymultus.cli.main import main
@@ -150,26 +149,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pmbreak") as tmp:
         out = Path(tmp) / "records.json"
 
-        def start(self: support.DaemonProcess, *, wait: str = "healthz", timeout: float = 20.0) -> None:
-            self.config_path.write_text(json.dumps(self.config))
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "PYTHONPATH": support.REPO_SRC,
-                "BREAKDOWN_OUT": str(out),
-                **self.env,
-            }
-            with open(self.log_path, "wb") as log:
-                self.proc = subprocess.Popen(
-                    [sys.executable, __file__, "--as-daemon", "daemon", "--config", str(self.config_path)],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    start_new_session=True,
-                )
-            if wait:
-                self.wait_for(wait, timeout)
+        def command(self: support.DaemonProcess) -> list[str]:
+            config = str(self.config_path)
+            return [sys.executable, __file__, "--as-daemon", str(out), "daemon", "--config", config]
 
-        thick_bench.DaemonProcess.start = start  # type: ignore[method-assign]
+        thick_bench.DaemonProcess.command = command  # type: ignore[method-assign]
         execs: list[tuple[str, str, float, float]] = []  # (candidate, command, exec'd, reaped)
         current = ["shim"]
         plain_exec = thick_bench._exec
@@ -274,5 +258,5 @@ def _report(
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--as-daemon"]:
-        sys.exit(_as_daemon(sys.argv[2:]))
+        sys.exit(_as_daemon(sys.argv[2], sys.argv[3:]))
     sys.exit(main())

@@ -36,12 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from bench.harness import (  # noqa: E402
-    RESULTS_DIR,
     Candidate,
     CycleContext,
     Report,
     check_samples,
     common_arguments,
+    publish,
     run_comparison,
 )
 
@@ -223,14 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     for mode in modes:
         for size in sizes:
             reports[(mode, size)] = _run(mode, size, args.samples, args.warmup)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    text = summary(reports)
-    (RESULTS_DIR / "thin.md").write_text(text)
-    print(text)
+    publish("thin", summary(reports))
     if not args.skip_start:
-        text = start_cost(max(30, args.samples))
-        (RESULTS_DIR / "thin-start.md").write_text(text)
-        print(text)
+        publish("thin-start", start_cost(max(30, args.samples)))
     return 0
 
 

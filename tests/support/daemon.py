@@ -55,13 +55,17 @@ class DaemonProcess:
     def socket_path(self) -> str:
         return os.path.join(self.socket_dir, "multus.sock")
 
+    def command(self) -> list[str]:
+        """The daemon's command line (bench/thick_breakdown.py runs it under a timing wrapper)."""
+        return [sys.executable, "-m", "pymultus", "daemon", "--config", str(self.config_path)]
+
     def start(self, *, wait: str = "healthz", timeout: float = 20.0) -> None:
         self.config_path.write_text(json.dumps(self.config))
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": REPO_SRC, **self.env}
         self.log_path = self.workdir / f"daemon-{int(time.time() * 1000)}.stderr"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pymultus", "daemon", "--config", str(self.config_path)],
+                self.command(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -21,12 +21,9 @@ READ_LIMIT = 8 << 20
 NAME_MAX = 255  # bytes in one path component (Linux NAME_MAX)
 _TMP_STEM_MAX = 128  # characters of the target's name kept in a temp file's name
 
-# The file-type bits of ``st_mode`` (POSIX values, as in the ``stat`` module, which every CNI
-# process would otherwise import just for these: ~0.1 ms).
-_S_IFMT = 0o170000
-_S_IFREG = 0o100000
+# What read_file calls the file types it refuses (``st_mode`` type bits, see pymultus.paths).
 _FILE_TYPES = {
-    0o040000: "a directory",
+    paths.S_IFDIR: "a directory",
     0o020000: "a character device",
     0o060000: "a block device",
     0o010000: "a FIFO",
@@ -51,8 +48,8 @@ def read_file(path: str, *, limit: int = READ_LIMIT, follow_symlinks: bool = Tru
             raise errors.UnreadableFile(path, "is a symbolic link, not a regular file") from exc
         raise
     try:
-        file_type = posix.fstat(fd).st_mode & _S_IFMT
-        if file_type != _S_IFREG:
+        file_type = posix.fstat(fd).st_mode & paths.S_IFMT
+        if file_type != paths.S_IFREG:
             kind = _FILE_TYPES.get(file_type, "not a regular file")
             raise errors.UnreadableFile(path, f"is {kind}, not a regular file")
         chunks: list[bytes] = []

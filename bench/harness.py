@@ -170,6 +170,17 @@ def publish(name: str, text: str) -> None:
     print(text)
 
 
+def write_bound_plugin(path: str, python: str, plugin: str, confs: list[bytes]) -> None:
+    """``bench/bound_plugin.py`` as an executable at ``path``, run by ``python -IS``: it execs
+    ``plugin`` with each of ``confs`` (ADD in order, DEL in reverse) and does nothing else."""
+    source = (Path(__file__).parent / "bound_plugin.py").read_text()
+    source = source.replace("CONFS: list[bytes] = []", f"CONFS: list[bytes] = {confs!r}", 1)
+    source = source.replace('PLUGIN = ""', f"PLUGIN = {plugin!r}", 1)
+    with open(path, "w") as f:
+        f.write(f"#!{python} -IS\n{source}")
+    os.chmod(path, 0o755)
+
+
 def common_arguments(description: str, default_samples: int = 50) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--samples", type=int, default=default_samples, help="timed rounds (>= 30)")

@@ -5,8 +5,11 @@
 Method (DESIGN "Performance targets"): one ADD+DEL cycle per sample, fresh netns and container
 ID each time, 0.1 s pause after deleting the netns, the shim path and the *floor* (the same bridge
 + host-local delegates exec'd directly, in the same order, ADD then DEL in reverse) interleaved
-cycle by cycle (which one goes first alternates every round); report the median milliseconds
-added over the floor, the median of the per-round differences, and the ratio.
+cycle by cycle (which one goes first rotates every round); report the median milliseconds
+added over the floor, the median of the per-round differences, and the ratio. A third candidate
+is the bound (``bench/bound_plugin.py``): a Python process that does nothing but exec the same
+delegates, started by the same interpreter as the shim; any cycle that runs a Python shim per
+call (two processes, each waiting while the delegates run) takes at least that long.
 
 Wall time on shared CPUs moves by several ms from run to run, so each row also gives the CPU
 time our code adds per cycle, which moves far less: the two ``multus-shim`` processes (their
@@ -37,9 +40,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
+from bench.harness import write_bound_plugin  # noqa: E402
 from tests.fakeapi import FakeApiServer  # noqa: E402
 from tests.support.daemon import DaemonProcess, write_shim  # noqa: E402
 from tests.support.netns import delete_host_link, ip, unique_name  # noqa: E402
+
+from pymultus.install.launcher import default_python  # noqa: E402
 
 PLUGINS = "/usr/lib/cni"
 
@@ -101,6 +107,10 @@ class Setup:
         if api is not None:
             self.daemon.env["MULTUS_NODE_NAME"] = "node1"
         self.shim = write_shim(root / "bin")
+        self.bound = str(root / "bin" / "bound")  # bench/bound_plugin.py: only execs the delegates
+        write_bound_plugin(
+            self.bound, default_python(), f"{PLUGINS}/bridge", [json.dumps(c).encode() for c in self.confs]
+        )
 
     def conf(self) -> bytes:
         return (self.root / "net.d" / "00-multus.conf").read_bytes()
@@ -178,6 +188,17 @@ def shim_cycle(setup: Setup, cid: str, ns: str, gap: float = 0.0) -> float:
     return elapsed
 
 
+def bound_cycle(setup: Setup, cid: str, ns: str, gap: float = 0.0) -> float:
+    started = time.perf_counter()
+    _exec([setup.bound], _env("ADD", cid, ns), b"{}")
+    added = time.perf_counter()
+    if gap:
+        time.sleep(gap)
+    resumed = time.perf_counter()
+    _exec([setup.bound], _env("DEL", cid, ns), b"{}")
+    return added - started + time.perf_counter() - resumed
+
+
 def floor_cycle(setup: Setup, cid: str, ns: str, gap: float = 0.0) -> float:
     started = time.perf_counter()
     for index, conf in enumerate(setup.confs):
@@ -201,6 +222,8 @@ def one(kind: str, setup: Setup, gap: float = 0.0) -> float:
         if kind == "shim":
             setup.create_pod(cid)
             return shim_cycle(setup, cid, ns, gap)
+        if kind == "bound":
+            return bound_cycle(setup, cid, ns, gap)
         return floor_cycle(setup, cid, ns, gap)
     finally:
         ip("netns", "delete", ns, check=False)
@@ -209,30 +232,33 @@ def one(kind: str, setup: Setup, gap: float = 0.0) -> float:
 
 def bench_cycles(samples: int, root: Path, gap: float = 0.0, api: FakeApiServer | None = None) -> list[str]:
     lines = [
-        "| networks | floor median | shim median | added | paired added | ratio | CPU: shims + daemon |",
-        "|---|---|---|---|---|---|---|",
+        "| networks | floor median | shim median | added | paired added | ratio | CPU: shims + daemon "
+        "| Python bound: added |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    kinds = ("shim", "floor", "bound")
     for networks in (1, 2, 4):
         setup = Setup(root / f"cyc{networks}{'k' if api else ''}", networks, api)
         setup.daemon.start(wait="readyz")
         try:
             for _ in range(3):
-                one("shim", setup, gap)
-                one("floor", setup, gap)
+                for kind in kinds:
+                    one(kind, setup, gap)
             setup.cpu_added.clear()  # the warm-up's
-            shim: list[float] = []
-            floor: list[float] = []
+            times: dict[str, list[float]] = {kind: [] for kind in kinds}
             for round_ in range(samples):
-                # Alternate who goes first, so neither always follows the other's netns teardown.
-                for kind in ("shim", "floor") if round_ % 2 == 0 else ("floor", "shim"):
-                    (shim if kind == "shim" else floor).append(one(kind, setup, gap))
+                # Rotate who goes first, so none always follows another's netns teardown.
+                for kind in kinds[round_ % 3 :] + kinds[: round_ % 3]:
+                    times[kind].append(one(kind, setup, gap))
+            shim, floor = times["shim"], times["floor"]
             s, f = statistics.median(shim) * 1000, statistics.median(floor) * 1000
+            bound = statistics.median(times["bound"]) * 1000
             paired = statistics.median(a - b for a, b in zip(shim, floor, strict=True)) * 1000
             shims_cpu = statistics.median(c[0] for c in setup.cpu_added) * 1000
             daemon_cpu_ms = statistics.median(c[1] for c in setup.cpu_added) * 1000
             lines.append(
                 f"| {networks} | {f:.1f} ms | {s:.1f} ms | **{s - f:+.1f} ms** | {paired:+.1f} ms "
-                f"| {s / f:.2f} | {shims_cpu:.1f} + {daemon_cpu_ms:.1f} ms |"
+                f"| {s / f:.2f} | {shims_cpu:.1f} + {daemon_cpu_ms:.1f} ms | {bound - f:+.1f} ms |"
             )
             print(lines[-1], flush=True)
         finally:

@@ -15,6 +15,9 @@ Modes:
   (what Go Multus's installer writes, so what a migrating node has); the cluster network is a conf
   file and the pod's annotation names N-1 NADs; ADD GETs the pod and the NADs, writes
   network-status on ``pods/status`` and posts an event per interface (Go Multus: +58/+62/+62 ms).
+In ``plain`` mode a third candidate is the bound (``bench/bound_plugin.py``): a Python plugin,
+started like ``multus``, that does nothing but exec the delegates; what it adds is what any Python
+plugin pays in this harness, what ``multus`` adds beyond it is ``multus``'s own work.
 Also measured: the cold start of the ``multus`` executable with the Kubernetes path loaded. The
 summary (``bench/results/thin.md``) sets every row against Go Multus's figures from DESIGN.md (Go
 Multus cannot be built on these machines: its source cannot be fetched) and the issue-12 goals.
@@ -43,6 +46,7 @@ from bench.harness import (  # noqa: E402
     common_arguments,
     publish,
     run_comparison,
+    write_bound_plugin,
 )
 
 from pymultus.install.codearchive import ARCHIVE_NAME  # noqa: E402
@@ -55,6 +59,7 @@ PLUGIN_DIR = "/usr/lib/cni"
 GO_MULTUS = {"plain": (31.0, 27.0, 25.0), "kube": (58.0, 62.0, 62.0)}
 GOAL_MARGIN = {"plain": 0.0, "kube": 5.0}  # issue 12: <= Go without Kubernetes, <= Go - 5 with it
 SIZES = (1, 2, 4)
+BOUND_LABEL = "bound: a Python plugin that only execs the delegates"
 
 
 class Node:
@@ -74,6 +79,7 @@ class Node:
                 sys_path=default_sys_path(),
                 archive=archive,
             )
+        self.bound = str(self.bin / "bound")  # bench/bound_plugin.py: only execs the delegates
         self.bridges = [f"pmtb{os.getpid() % 10000}x{index}" for index in range(size)]
         self.delegates = [
             {
@@ -115,6 +121,12 @@ class Node:
             kube.create_pod("bench", "web", annotations=annotations)  # type: ignore[attr-defined]
             self.pod_args = ";K8S_POD_NAMESPACE=bench;K8S_POD_NAME=web"
         self.conf = json.dumps(conf).encode()
+        write_bound_plugin(
+            self.bound,
+            default_python(),
+            f"{PLUGIN_DIR}/bridge",
+            [json.dumps(d).encode() for d in self.delegates],
+        )
 
     def env(self, command: str, ctx: CycleContext, ifname: str = "eth0") -> dict[str, str]:
         return {
@@ -132,6 +144,9 @@ class Node:
 
     def through_plain_launcher(self, ctx: CycleContext) -> None:
         self._through(self.multus_plain, ctx)
+
+    def through_bound(self, ctx: CycleContext) -> None:
+        self._through(self.bound, ctx)
 
     def _through(self, executable: str, ctx: CycleContext) -> None:
         for command in ("ADD", "DEL"):
@@ -235,8 +250,8 @@ def summary(reports: dict[tuple[str, int], Report]) -> str:
         "### thin `multus`: ms added per ADD+DEL cycle over the floor (one run)",
         "",
         "| mode | attachments | floor median | multus median | added | paired | ratio "
-        "| without archive: added | Go Multus (DESIGN) | goal | verdict |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| without archive: added | Python bound: added | Go Multus (DESIGN) | goal | verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for (mode, size), report in reports.items():
         row = report.rows[0]
@@ -251,6 +266,7 @@ def summary(reports: dict[tuple[str, int], Report]) -> str:
         lines.append(
             f"| {mode} | {size} | {report.floor.median_ms:.1f} | {row.median_ms:.1f} | {row.added_ms:+.1f} "
             f"| {row.paired_added_ms:+.1f} | {row.ratio:.2f} | {report.rows[1].added_ms:+.1f} "
+            f"| {f'{report.rows[2].added_ms:+.1f}' if len(report.rows) > 2 else '—'} "
             f"| {'—' if go is None else f'+{go:.0f}'} "
             f"| {'—' if goal is None else f'<= +{goal:.0f}'} | {verdict} |"
         )
@@ -285,6 +301,7 @@ def _run(mode: str, size: int, samples: int, warmup: int) -> Report:
                 candidates=[
                     Candidate("`multus` (install-plugin: launcher + code archive)", cycle),
                     Candidate("`multus`, launcher without the code archive", plain),
+                    *([Candidate(BOUND_LABEL, node.through_bound)] if mode == "plain" else []),
                 ],
                 samples=samples,
                 warmup=warmup,

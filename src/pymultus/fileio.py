@@ -89,7 +89,13 @@ def ensure_private_dir(path: str, mode: int = 0o700) -> None:
 
 
 def write_atomically(
-    path: str, data: bytes, *, mode: int = 0o600, dir_mode: int | None = 0o700, sync_dir: bool = True
+    path: str,
+    data: bytes,
+    *,
+    mode: int = 0o600,
+    dir_mode: int | None = 0o700,
+    sync_dir: bool = True,
+    sync_data: bool = True,
 ) -> bool:
     """Replace ``path`` with ``data`` atomically; returns False when the content was already equal.
 
@@ -101,6 +107,11 @@ def write_atomically(
     crash always has complete content; only the rename itself may be lost, i.e. the file may be
     missing (or still the old version) after a power loss. Callers that pass False say why that
     is acceptable for their file.
+
+    ``sync_data=False`` (implies no directory fsync) skips the fsync of the content too: the
+    rename still keeps readers and killed writers from ever seeing a torn file, but after a
+    power loss the name may hold an empty or partial file. Only for a file whose readers treat
+    such content exactly like a missing file, and which may go missing anyway.
     """
     try:
         # Bounded by the new content: a longer (or endless) file is different anyway.
@@ -124,7 +135,8 @@ def write_atomically(
         while view:
             written = posix.write(fd, view)
             view = view[written:]
-        posix.fsync(fd)
+        if sync_data:
+            posix.fsync(fd)
     except BaseException:
         posix.close(fd)
         _unlink_quietly(tmp)
@@ -135,7 +147,7 @@ def write_atomically(
     except BaseException:
         _unlink_quietly(tmp)
         raise
-    if sync_dir:
+    if sync_dir and sync_data:
         fsync_dir(directory)
     return True
 

@@ -1,5 +1,5 @@
-"""ADD writes each network's libcni result cache while the next network's delegates run; a
-write that fails still fails the ADD and rolls back every network (real plugins, thin plugin)."""
+"""ADD writes each network's libcni result cache before the next network's delegates run; a
+write that fails fails the ADD and rolls back every network (real plugins, thin plugin)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.support.node import Node
 pytestmark = pytest.mark.netns
 
 
-def test_a_failed_background_result_cache_write_rolls_back_everything(sim: Node, pod_ns: Netns) -> None:
+def test_a_failed_result_cache_write_rolls_back_everything(sim: Node, pod_ns: Netns) -> None:
     cluster = sim.write_conf("10-cluster.conf", sim.bridge_conf("cluster", "10.88.0.0/24", gateway=True))
     sim.add_nad("one", sim.bridge_conf("one", "10.10.1.0/24"))
     sim.add_nad("two", sim.bridge_conf("two", "10.10.2.0/24"))
@@ -24,8 +24,8 @@ def test_a_failed_background_result_cache_write_rolls_back_everything(sim: Node,
 
     added = sim.run("ADD", conf, container_id=cid, netns=pod_ns.path, pod=("default", "web"))
     assert not added.ok, added
-    assert added.json["code"] == 5, added.json  # IOFailure, surfaced one network later:
-    assert 'network "default/two"' in str(added.json["msg"]), added.json
+    assert added.json["code"] == 5, added.json  # IOFailure, of the network whose write failed
+    assert 'network "default/one"' in str(added.json["msg"]), added.json
     assert "cannot write the CNI result cache" in str(added.json["msg"]) and blocker.name in str(
         added.json["msg"]
     )

@@ -25,15 +25,12 @@ from pymultus.attach.context import Call, EventKind
 from pymultus.attach.model import Attachment
 from pymultus.attach.resolve import resolve
 from pymultus.attach.runtime import check_capabilities, runtime_conf
-from pymultus.cni import cache
 from pymultus.cni.result import Result
 from pymultus.errors import MultusError
 from pymultus.store import delegates as store
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from _thread import LockType
-
     from pymultus.store.locks import ContainerLock
 
 
@@ -109,16 +106,12 @@ def _add(call: Call, lock: ContainerLock) -> dict[str, object]:
     _save(call, attachments)
     cni = call.cni()
     results: list[Result] = []
-    writes = _CacheWrites()
     lock.killable = True  # a DEL may now SIGKILL the running delegate
     try:
         for index, attachment in enumerate(attachments):
             call.step = attachment  # log lines (and the failure line) name it
             started = trace.now() if verbose else 0.0
             rt = runtime_conf(call.request, call.conf, call.pod_ref, attachment)
-            # The result cache of this network is written while the next network's delegates
-            # run, except for the last one and when the routes below rewrite it.
-            overlap = index + 1 < len(attachments) and not routes.needs_route_changes(attachment)
             called = False
             try:
                 if call.deps.netns.interface_exists(call.request.netns, attachment.ifname):
@@ -129,15 +122,12 @@ def _add(call: Call, lock: ContainerLock) -> dict[str, object]:
                 called = True
                 if debug:
                     trace.delegate_sent(call, attachment, rt)
-                result = cni.add_network_list(
-                    attachment.network, rt, write_cache=writes.background if overlap else writes.now
-                )
+                result = cni.add_network_list(attachment.network, rt)
                 routes.apply_default_routes(call.deps.netns, call.request.netns, cni, attachment, rt, result)
             except MultusError as exc:
                 if verbose:
                     trace.attachment_done(call, attachment, started, action="added", error=exc)
                 lock.killable = False  # the rollback's delegates are never killed
-                writes.settle()  # the rollback's DEL reads the result caches
                 failing = attachment if called else None
                 _roll_back(call, attachments[:index] + ([attachment] if called else []), failing)
                 raise _failed(call, lock, attachment, exc) from None
@@ -150,7 +140,6 @@ def _add(call: Call, lock: ContainerLock) -> dict[str, object]:
         call.step = None
     finally:
         lock.killable = False
-        writes.settle()  # never return (or raise) with a write still running
 
     if pod is not None and call.deps.pods is not None:
         from pymultus.kube import netstatus
@@ -181,64 +170,6 @@ def _add(call: Call, lock: ContainerLock) -> dict[str, object]:
             raise
     master = next((r for a, r in zip(attachments, results, strict=True) if a.is_master), results[0])
     return master.to_version(call.conf.cni_version)
-
-
-class _CacheWrites:
-    """At most one libcni result-cache write running in the background.
-
-    Its fsync (~0.5-1 ms) then overlaps the next network's delegates instead of adding to the
-    ADD. Crash safety is unchanged: each entry is still written temp file + fsync + rename, and
-    the delegate list saved before the first delegate names every attachment whatever the
-    order in which the result caches reach the disk. A failed write fails the ADD like before,
-    only one network later: it surfaces when the next network's write starts (``now`` /
-    ``background``), inside that network's ``add_network_list``, so the rollback covers both.
-    A plain ``_thread`` thread: ``threading`` costs ~5 ms of import in the thin plugin.
-    """
-
-    __slots__ = ("_done", "_error")
-
-    def __init__(self) -> None:
-        self._done: LockType | None = None
-        self._error: BaseException | None = None
-
-    def now(self, cache_dir: str, entry: cache.CachedAttachment) -> None:
-        self._finish()
-        cache.write(cache_dir, entry)
-
-    def background(self, cache_dir: str, entry: cache.CachedAttachment) -> None:
-        import _thread
-
-        self._finish()
-        done = _thread.allocate_lock()
-        done.acquire()
-        self._done = done
-
-        def run() -> None:
-            try:
-                cache.write(cache_dir, entry)
-            except BaseException as exc:  # handed to the ADD's thread by _finish()
-                self._error = exc
-            finally:
-                done.release()
-
-        _thread.start_new_thread(run, ())
-
-    def settle(self) -> None:
-        """Wait for the running write, if any; its error no longer matters (rollback, or an
-        error is already on its way)."""
-        try:
-            self._finish()
-        except BaseException:  # noqa: S110 - deliberately dropped, see the docstring
-            pass
-
-    def _finish(self) -> None:
-        done, self._done = self._done, None
-        if done is None:
-            return
-        done.acquire()
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
 
 
 def _failed(call: Call, lock: ContainerLock, attachment: Attachment, exc: MultusError) -> MultusError:

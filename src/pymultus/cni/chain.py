@@ -25,7 +25,7 @@ from pymultus.errors import MultusError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
     from pymultus.cni.invoke import PluginExecutor
     from pymultus.cni.netconf import NetworkConfig
@@ -81,16 +81,8 @@ class CNIConfig:
 
     # ------------------------------------------------------------------ the verbs
 
-    def add_network_list(
-        self,
-        net: NetworkConfig,
-        rt: RuntimeConf,
-        *,
-        write_cache: Callable[[str, cache.CachedAttachment], None] | None = None,
-    ) -> Result:
-        """ADD; ``write_cache(cache_dir, entry)`` replaces the synchronous result-cache write (a
-        caller may overlap it with other work: it then waits for it before anything reads the
-        entry, and treats its failure like a failure of this call)."""
+    def add_network_list(self, net: NetworkConfig, rt: RuntimeConf) -> Result:
+        """ADD; the result is cached (``cache.write``) before it is returned."""
         _validate(net, rt, need_netns=True)
         paths = self._find_all(net)
         result: Result | None = None
@@ -108,7 +100,7 @@ class CNIConfig:
             capability_args=dict(rt.capability_args),
             result=result.to_version(net.cni_version),
         )
-        (write_cache or cache.write)(self._cache_dir(rt), entry)
+        cache.write(self._cache_dir(rt), entry)
         return result
 
     def check_network_list(self, net: NetworkConfig, rt: RuntimeConf) -> None:

@@ -165,3 +165,36 @@ def test_an_existing_cache_dir_keeps_its_mode(tmp_path: Path) -> None:
     cache_dir.chmod(0o755)
     cache.write(str(cache_dir), _entry())
     assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o755
+
+
+def test_entries_are_written_without_fsync_but_the_delegate_list_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pymultus.store import delegates
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr("posix.fsync", counting_fsync)  # what fileio calls
+    cache.write(str(tmp_path), _entry())
+    assert synced == []  # see cache.write: what a power loss can leave reads as no entry
+    delegates.save(str(tmp_path), "c0ffee", {"delegates": []})
+    assert len(synced) == 1  # the record DEL relies on is durable before any delegate runs
+
+
+def test_whatever_a_power_loss_leaves_of_an_entry_reads_as_no_entry(tmp_path: Path) -> None:
+    """Without fsync a power loss may leave the name with part of the content, or with zeros
+    where the content was not written yet (xfs): every such file reads as no entry, like a
+    lost rename, never as a different one."""
+    cache.write(str(tmp_path), _entry())
+    path = tmp_path / "results" / "mynet-c0ffee-eth0"
+    content = path.read_bytes()
+    leftovers = [content[:size] for size in range(len(content))]
+    leftovers += [bytes(len(content)), content[: len(content) // 2] + bytes(len(content) - len(content) // 2)]
+    for leftover in leftovers:
+        path.write_bytes(leftover)
+        assert cache.read(str(tmp_path), "mynet", "c0ffee", "eth0") is None, leftover

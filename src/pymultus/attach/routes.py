@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 _DEFAULT_DESTINATIONS = {4: ("0.0.0.0/0",), 6: ("::/0", "::0/0")}
 
 
-def needs_route_changes(attachment: Attachment) -> bool:
+def _needs_route_changes(attachment: Attachment) -> bool:
     return attachment.filter_v4 or attachment.filter_v6 or bool(attachment.default_route)
 
 
@@ -31,7 +31,7 @@ def apply_default_routes(  # noqa: PLR0917 (each argument is a distinct collabor
     rt: RuntimeConf,
     result: Result,
 ) -> None:
-    if not needs_route_changes(attachment) or not (result.interfaces or result.ips):
+    if not _needs_route_changes(attachment) or not (result.interfaces or result.ips):
         return
     families = [family for family, on in ((4, attachment.filter_v4), (6, attachment.filter_v6)) if on]
     gateways = list(attachment.default_route or ())

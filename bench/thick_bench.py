@@ -171,32 +171,29 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def shim_cycle(setup: Setup, cid: str, ns: str, gap: float = 0.0) -> float:
-    conf = setup.conf()
-    assert setup.daemon.proc is not None
-    pid = setup.daemon.proc.pid
-    shims, daemon = children_cpu(), daemon_cpu(pid)
+def _add_then_del(executable: str, stdin: bytes, cid: str, ns: str, gap: float) -> float:
+    """ADD then DEL through ``executable``; the seconds both took (the gap between not counted)."""
     started = time.perf_counter()
-    _exec([str(setup.shim)], _env("ADD", cid, ns), conf)
+    _exec([executable], _env("ADD", cid, ns), stdin)
     added = time.perf_counter()
     if gap:
         time.sleep(gap)
     resumed = time.perf_counter()
-    _exec([str(setup.shim)], _env("DEL", cid, ns), conf)
-    elapsed = added - started + time.perf_counter() - resumed
+    _exec([executable], _env("DEL", cid, ns), stdin)
+    return added - started + time.perf_counter() - resumed
+
+
+def shim_cycle(setup: Setup, cid: str, ns: str, gap: float = 0.0) -> float:
+    assert setup.daemon.proc is not None
+    pid = setup.daemon.proc.pid
+    shims, daemon = children_cpu(), daemon_cpu(pid)
+    elapsed = _add_then_del(str(setup.shim), setup.conf(), cid, ns, gap)
     setup.cpu_added.append((children_cpu() - shims, daemon_cpu(pid) - daemon))
     return elapsed
 
 
 def bound_cycle(setup: Setup, cid: str, ns: str, gap: float = 0.0) -> float:
-    started = time.perf_counter()
-    _exec([setup.bound], _env("ADD", cid, ns), b"{}")
-    added = time.perf_counter()
-    if gap:
-        time.sleep(gap)
-    resumed = time.perf_counter()
-    _exec([setup.bound], _env("DEL", cid, ns), b"{}")
-    return added - started + time.perf_counter() - resumed
+    return _add_then_del(setup.bound, b"{}", cid, ns, gap)
 
 
 def floor_cycle(setup: Setup, cid: str, ns: str, gap: float = 0.0) -> float:

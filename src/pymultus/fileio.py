@@ -24,10 +24,10 @@ _TMP_STEM_MAX = 128  # characters of the target's name kept in a temp file's nam
 # What read_file calls the file types it refuses (``st_mode`` type bits, see pymultus.paths).
 _FILE_TYPES = {
     paths.S_IFDIR: "a directory",
-    0o020000: "a character device",
-    0o060000: "a block device",
-    0o010000: "a FIFO",
-    0o140000: "a socket",
+    paths.S_IFCHR: "a character device",
+    paths.S_IFBLK: "a block device",
+    paths.S_IFIFO: "a FIFO",
+    paths.S_IFSOCK: "a socket",
 }
 
 

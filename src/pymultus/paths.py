@@ -20,6 +20,10 @@ S_IFMT = 0o170000
 S_IFDIR = 0o040000
 S_IFREG = 0o100000
 S_IFLNK = 0o120000
+S_IFCHR = 0o020000
+S_IFBLK = 0o060000
+S_IFIFO = 0o010000
+S_IFSOCK = 0o140000
 
 
 def join(first: str, *rest: str) -> str:

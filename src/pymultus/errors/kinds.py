@@ -1,8 +1,8 @@
 """The error classes under :class:`pymultus.errors.MultusError`, one per condition we report.
 
 Imported on first use (see :mod:`pymultus.errors`), never on a successful CNI request: building a
-class costs the interpreter ~60 k instructions, and these ~20 would cost each thin-plugin start
-~0.4 ms for errors it almost never raises. Code outside the hot path imports them from
+class costs the interpreter ~60 k instructions, and these ~30 would cost each thin-plugin start
+~0.5 ms for errors it almost never raises. Code outside the hot path imports them from
 ``pymultus.errors`` as usual.
 """
 

@@ -11,9 +11,9 @@ from the archive.
 
 Layout: the interpreter's magic number; the length of the head and the length of the loader (4
 bytes each, little endian); the head: ``marshal`` of :mod:`pymultus.install.archiveloader`'s code
-(the loader), then
-``marshal`` of (the index: module name -> (is_package, source path, source mtime_ns, source size,
-offset, length), the file's total size); then each module's marshalled code at its offset. The
+(the loader), then ``marshal`` of (the index: module name -> (is_package, source path, source
+mtime_ns, source size, offset, length), the file's total size); then each module's marshalled
+code at its offset. The
 launcher reads the first 64 KiB, checks the magic number, executes the loader and calls its
 ``boot``, which reads the index and installs the loader. A request reads the ~30 KB head and
 then only the modules it imports (about a third of the file for a plain ADD), not the whole
